@@ -1,0 +1,5 @@
+import sys
+
+from racedash.cli import main
+
+sys.exit(main())

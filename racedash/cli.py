@@ -1,0 +1,54 @@
+"""The ``racedash`` command line: parse, build Settings, hand over. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Sequence
+
+from racedash import __version__
+from racedash.config import Settings, SettingsError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from racedash.server import serve
+
+    settings = Settings.from_args(args)
+    _configure_logging(settings.log_level)
+    asyncio.run(serve(settings, on_ready=lambda server: print(f"racedash {__version__} serving on {server.url}", flush=True)))
+    return 0
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="racedash", description="Live race telemetry with record and replay.")
+    parser.add_argument("--version", action="version", version=f"racedash {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server", description="Run the racedash server.")
+    Settings.add_arguments(serve)
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except SettingsError as exc:
+        parser.exit(2, f"racedash: {exc}\n")
+    except OSError as exc:
+        # e.g. the port is taken: a clean message, not a traceback.
+        print(f"racedash: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,111 @@
+"""Settings: one dataclass, every field reachable as a CLI flag and an env var.
+
+Each field carries its own help text in ``metadata`` so that ``racedash serve
+--help`` and the environment (``RACEDASH_<FIELD>``) are generated from one
+place and cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "RACEDASH_"
+
+
+def _setting(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- network -----------------------------------------------------------
+    host: str = _setting("0.0.0.0", "interface to listen on")
+    port: int = _setting(5000, "TCP port (the monitor's default is 5000)")
+    public_url: str = _setting(
+        "", "base URL used in dashboard links (default: derived from the request or host:port)"
+    )
+    max_message_bytes: int = _setting(
+        1_048_576, "largest Socket.IO message accepted; a real setup is ~60 KB"
+    )
+    cors_origins: str = _setting(
+        "", "comma-separated origins allowed to connect; empty means same origin only"
+    )
+
+    # --- recordings ----------------------------------------------------------
+    recordings_dir: Path = _setting(Path("recordings"), "directory holding one recording per session")
+
+    # --- sessions ------------------------------------------------------------
+    session_idle_seconds: float = _setting(
+        900.0, "a session with no publisher for this long is ended and its memory freed"
+    )
+
+    # --- logging -------------------------------------------------------------
+    log_level: str = _setting("INFO", "logging level")
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], base: "Settings | None" = None) -> "Settings":
+        """Settings from ``RACEDASH_*`` variables, on top of ``base`` (or the defaults)."""
+        base = base or cls()
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                changes[f.name] = _coerce(f, raw)
+        return dataclasses.replace(base, **changes)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("server settings (each also read from RACEDASH_<NAME>)")
+        for f in dataclasses.fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            env = ENV_PREFIX + f.name.upper()
+            group.add_argument(
+                flag,
+                dest=f"setting_{f.name}",
+                default=None,
+                metavar=_type_of(f).__name__.upper(),
+                help=f"{f.metadata['help']} [env {env}, default {f.default}]",
+            )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, env: Mapping[str, str] | None = None) -> "Settings":
+        """Defaults, overridden by the environment, overridden by flags."""
+        settings = cls.from_env(os.environ if env is None else env)
+        changes = {}
+        for f in dataclasses.fields(cls):
+            raw = getattr(args, f"setting_{f.name}", None)
+            if raw is not None:
+                changes[f.name] = _coerce(f, raw)
+        return dataclasses.replace(settings, **changes)
+
+
+class SettingsError(ValueError):
+    """A setting could not be parsed; the message names the setting."""
+
+
+def _type_of(f: dataclasses.Field) -> type:
+    default = f.default
+    return type(default) if not isinstance(default, Path) else Path
+
+
+def _coerce(f: dataclasses.Field, raw: str) -> Any:
+    kind = _type_of(f)
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError as exc:
+        raise SettingsError(f"invalid value {raw!r} for {f.name} (expected {kind.__name__})") from exc

@@ -1,0 +1,143 @@
+"""The live Socket.IO events: thin handlers over the session registry.
+
+Every event is answered with an ack (``{"ok": true, ...}`` or
+``{"ok": false, "error": code, "message": ...}``); a client that did not ask
+for one (the real monitor) simply never sees it. Errors are translated here,
+once, in :meth:`LiveNamespace.trigger_event`: no exception escapes to
+python-socketio, so one bad client never costs another anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable
+
+import socketio
+
+from racedash.broadcast import Broadcaster
+from racedash.errors import InternalError, InvalidPayload, RacedashError
+from racedash.sessions import SETUP, TELEMETRY, Frame, Session, SessionRegistry, frame_event
+from racedash.validation import Validators
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, Any], Awaitable[dict]]
+HistorySource = Callable[[Session, int], Awaitable["list[Frame] | None"]]
+
+
+class LiveNamespace(socketio.AsyncNamespace):
+    def __init__(
+        self,
+        *,
+        registry: SessionRegistry,
+        broadcaster: Broadcaster,
+        validators: Validators,
+        public_url: str = "",
+        namespace: str = "/",
+    ) -> None:
+        super().__init__(namespace)
+        self.registry = registry
+        self.broadcaster = broadcaster
+        self.validators = validators
+        self.public_url = public_url.rstrip("/")
+        self._base_urls: dict[str, str] = {}
+        self._handlers: dict[str, Handler] = {
+            "request_session_id": self.request_session_id,
+            "setup_data": self.setup_data,
+            "telemetry_update": self.telemetry_update,
+            "join_session": self.join_session,
+            "leave_session": self.leave_session,
+        }
+
+    # -- dispatch -------------------------------------------------------------
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event == "connect":
+            return self.on_connect(*args[:2])
+        if event == "disconnect":
+            return await self.on_disconnect(args[0])
+        sid, payloads = args[0], args[1:]
+        handler = self._handlers.get(event)
+        try:
+            if handler is None:
+                raise RacedashError(f"unknown event {event!r}", code="unknown_event")
+            if len(payloads) > 1:
+                raise InvalidPayload(f"{event} takes one payload object, got {len(payloads)} arguments")
+            return await handler(sid, payloads[0] if payloads else None)
+        except RacedashError as exc:
+            log.warning("%s from %s refused: %s: %s", event, sid, exc.code, exc.message)
+            return exc.to_ack()
+        except Exception:  # noqa: BLE001 - a bug must cost one error ack, never the connection
+            log.exception("%s from %s failed", event, sid)
+            return InternalError("the server failed to handle this event").to_ack()
+
+    def on_connect(self, sid: str, environ: dict) -> None:
+        host = environ.get("HTTP_HOST")
+        scheme = environ.get("wsgi.url_scheme", "http")
+        self._base_urls[sid] = self.public_url or (f"{scheme}://{host}" if host else "")
+
+    async def on_disconnect(self, sid: str) -> None:
+        self._base_urls.pop(sid, None)
+        for session in self.registry.forget_connection(sid):
+            log.info("publisher of session %s disconnected", session.id[:8])
+
+    # -- monitor events -------------------------------------------------------
+    async def request_session_id(self, sid: str, payload: Any) -> dict:
+        if payload is not None and not isinstance(payload, dict):
+            raise InvalidPayload("request_session_id payload must be an object or absent")
+        session = self.registry.create(publisher_sid=sid)
+        assigned = {
+            "session_id": session.id,
+            "dashboard_url": f"{self._base_urls.get(sid, self.public_url)}/dashboard/{session.id}",
+            "publish_token": session.publish_token,
+        }
+        await self.broadcaster.to_client(sid, "session_id_assigned", assigned)
+        return {"ok": True, **assigned}
+
+    async def setup_data(self, sid: str, payload: Any) -> dict:
+        payload = self.validators.setup_data(payload)
+        return await self._publish(sid, SETUP, payload)
+
+    async def telemetry_update(self, sid: str, payload: Any) -> dict:
+        payload = self.validators.telemetry_update(payload)
+        return await self._publish(sid, TELEMETRY, payload)
+
+    async def _publish(self, sid: str, kind: str, payload: dict) -> dict:
+        session = await self.registry.take_up(self.validators.session_id_of(payload))
+        frame = self.registry.publish(session, kind, payload, sid)
+        event, data = frame_event(session.id, frame)
+        await self.broadcaster.to_room(session.id, event, data)
+        return {"ok": True, "seq": frame.seq}
+
+    # -- dashboard events -----------------------------------------------------
+    async def join_session(self, sid: str, payload: Any) -> dict:
+        payload = self.validators.join_session(payload)
+        session = await self.registry.take_up(self.validators.session_id_of(payload))
+        await self.enter_room(sid, session.id)
+        self.registry.add_viewer(session, sid)
+        for frame in self._catch_up_frames(session, payload.get("last_seq")):
+            event, data = frame_event(session.id, frame)
+            await self.broadcaster.to_client(sid, event, data)
+        return {
+            "ok": True,
+            "session_id": session.id,
+            "seq": session.next_seq - 1,
+            "has_setup": session.setup is not None,
+            "has_telemetry": session.telemetry is not None,
+        }
+
+    def _catch_up_frames(self, session: Session, last_seq: int | None) -> list[Frame]:
+        """What a joiner is sent before live frames: the missed frames, or the current state."""
+        if last_seq is not None:
+            missed = session.frames_after(last_seq)
+            if missed is not None:
+                return missed
+        return [f for f in (session.setup, session.telemetry) if f is not None]
+
+    async def leave_session(self, sid: str, payload: Any) -> dict:
+        payload = self.validators.join_session(payload)
+        session_id = self.validators.session_id_of(payload)
+        await self.leave_room(sid, session_id)
+        session = self.registry.get(session_id)
+        if session is not None:
+            session.viewer_sids.discard(sid)
+        return {"ok": True}

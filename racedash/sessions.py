@@ -1,0 +1,246 @@
+"""The session registry: ids, publisher rights, latest setup and telemetry.
+
+Everything here is plain, synchronous Python so that a handler can stamp a
+frame (assign its ``seq``, keep it as the latest, hand it to the recorder)
+before its first ``await``: python-socketio runs every event as its own task,
+and stamping synchronously is what keeps frames in the order they arrived.
+
+The registry is the seam for running several processes later: the live
+handlers only use :class:`SessionRegistry`'s public methods.
+
+Session id rule (see docs/protocol.md): a well-formed UUID that the server
+does not know is *taken up* as a session when a monitor publishes under it or
+a dashboard joins it. If a recording exists for that id, the session resumes
+it (seq, latest setup and telemetry are restored by the ``restore`` hook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol
+
+from racedash.ids import new_session_id, new_token
+
+log = logging.getLogger(__name__)
+
+SETUP = "setup"
+TELEMETRY = "telemetry"
+
+
+@dataclass(slots=True)
+class Frame:
+    """One accepted event of a session, as recorded and broadcast."""
+
+    seq: int
+    kind: str
+    received: float  # server receive time, epoch seconds
+    payload: dict
+
+
+class FrameSink(Protocol):
+    """Where accepted frames go besides memory (the recorder). Must not block."""
+
+    def append(self, session_id: str, frame: Frame) -> None: ...
+
+
+class NullSink:
+    def append(self, session_id: str, frame: Frame) -> None:
+        pass
+
+
+@dataclass
+class RestoredState:
+    """What a recording knows of a session that is being taken up again."""
+
+    next_seq: int
+    setup: Frame | None
+    telemetry: Frame | None
+    recent: list[Frame]
+    created: float
+
+
+Restorer = Callable[[str], Awaitable["RestoredState | None"]]
+
+
+async def _restore_nothing(session_id: str) -> RestoredState | None:
+    return None
+
+
+@dataclass
+class Session:
+    id: str
+    publish_token: str
+    created: float
+    next_seq: int = 1
+    setup: Frame | None = None
+    telemetry: Frame | None = None
+    publisher_sid: str | None = None
+    viewer_sids: set[str] = field(default_factory=set)
+    recent: deque[Frame] = field(default_factory=lambda: deque(maxlen=1200))
+    last_publish_monotonic: float = field(default_factory=time.monotonic)
+
+    def frames_after(self, last_seq: int) -> list[Frame] | None:
+        """Frames with seq > last_seq from the in-memory ring, or None if the ring no longer reaches back."""
+        if last_seq >= self.next_seq - 1:
+            return []
+        if not self.recent or self.recent[0].seq > last_seq + 1:
+            return None
+        return [f for f in self.recent if f.seq > last_seq]
+
+
+class SessionRegistry:
+    """Holds every live session of this process."""
+
+    def __init__(
+        self,
+        *,
+        sink: FrameSink | None = None,
+        restore: Restorer = _restore_nothing,
+        clock: Callable[[], float] = time.time,
+        ring_size: int = 1200,
+    ) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._pending: dict[str, asyncio.Future[Session]] = {}
+        self._sink = sink or NullSink()
+        self._restore = restore
+        self._clock = clock
+        self._ring_size = ring_size
+
+    # -- lookup ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._sessions.values()))
+
+    def get(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def viewer_count(self) -> int:
+        return sum(len(s.viewer_sids) for s in self._sessions.values())
+
+    # -- creation -------------------------------------------------------------
+    def create(self, publisher_sid: str | None = None) -> Session:
+        session = self._new_session(new_session_id(), publisher_sid)
+        log.info("session %s created", _short(session.id))
+        return session
+
+    async def take_up(self, session_id: str) -> Session:
+        """The session with this (validated) id, creating or resuming it if needed.
+
+        Returns without suspending when the session is known, so callers keep
+        their frame order. Concurrent callers for an unknown id share one
+        restore and resume in the order they asked.
+        """
+        session = self._sessions.get(session_id)
+        if session is not None:
+            return session
+        pending = self._pending.get(session_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
+        self._pending[session_id] = future
+        try:
+            restored = await self._restore(session_id)
+            session = self._sessions.get(session_id) or self._new_session(session_id, None, restored)
+            future.set_result(session)
+            log.info(
+                "session %s taken up (%s)", _short(session_id), "resumed" if restored else "new"
+            )
+            return session
+        except BaseException as exc:
+            future.set_exception(exc)
+            # The exception is re-raised to this caller; mark it retrieved so
+            # a future nobody else awaited does not log "never retrieved".
+            future.exception()
+            raise
+        finally:
+            del self._pending[session_id]
+
+    def _new_session(
+        self, session_id: str, publisher_sid: str | None, restored: RestoredState | None = None
+    ) -> Session:
+        session = Session(
+            id=session_id,
+            publish_token=new_token(),
+            created=restored.created if restored else self._clock(),
+            publisher_sid=publisher_sid,
+            recent=deque(maxlen=self._ring_size),
+        )
+        if restored is not None:
+            session.next_seq = restored.next_seq
+            session.setup = restored.setup
+            session.telemetry = restored.telemetry
+            session.recent.extend(restored.recent)
+        self._sessions[session_id] = session
+        return session
+
+    def end(self, session_id: str) -> Session | None:
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            log.info("session %s ended", _short(session_id))
+        return session
+
+    def idle_sessions(self, idle_seconds: float, now_monotonic: float) -> list[Session]:
+        return [
+            s
+            for s in self._sessions.values()
+            if s.publisher_sid is None and now_monotonic - s.last_publish_monotonic >= idle_seconds
+        ]
+
+    # -- publishing -----------------------------------------------------------
+    def publish(self, session: Session, kind: str, payload: dict, sid: str | None) -> Frame:
+        """Stamp, keep and hand on one frame. Synchronous on purpose (see module doc)."""
+        frame = Frame(seq=session.next_seq, kind=kind, received=self._clock(), payload=payload)
+        session.next_seq += 1
+        if kind == SETUP:
+            session.setup = frame
+        else:
+            session.telemetry = frame
+        session.recent.append(frame)
+        session.last_publish_monotonic = time.monotonic()
+        if sid is not None:
+            session.publisher_sid = sid
+        self._sink.append(session.id, frame)
+        return frame
+
+    # -- connections ----------------------------------------------------------
+    def add_viewer(self, session: Session, sid: str) -> None:
+        session.viewer_sids.add(sid)
+
+    def forget_connection(self, sid: str) -> Iterable[Session]:
+        """Drop a disconnected client everywhere; returns the sessions it published."""
+        published = []
+        for session in self._sessions.values():
+            session.viewer_sids.discard(sid)
+            if session.publisher_sid == sid:
+                session.publisher_sid = None
+                session.last_publish_monotonic = time.monotonic()
+                published.append(session)
+        return published
+
+
+def _short(session_id: str) -> str:
+    """Log only a prefix of an id: the full id is a viewer's secret."""
+    return session_id[:8]
+
+
+def frame_event(session_id: str, frame: Frame) -> tuple[str, dict[str, Any]]:
+    """The Socket.IO event and payload a frame is broadcast as (``seq`` is additive)."""
+    if frame.kind == SETUP:
+        payload = frame.payload
+        return "setup_update", {
+            "session_id": session_id,
+            "timestamp": payload.get("timestamp"),
+            "setup": payload.get("setup"),
+            "seq": frame.seq,
+        }
+    return "telemetry_update", {
+        "session_id": session_id,
+        "telemetry": frame.payload.get("telemetry"),
+        "seq": frame.seq,
+    }

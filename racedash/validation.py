@@ -1,0 +1,132 @@
+"""Payload validation for the monitor and dashboard events.
+
+Schemas are compiled once per process by fastjsonschema (generated Python, a
+few microseconds for a telemetry frame) and failures become typed errors with
+the offending field in the message. Known telemetry fields are type-checked
+when present; unknown extra fields are kept, as the contract asks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import fastjsonschema
+
+from racedash.errors import InvalidPayload, MissingField, WrongType
+from racedash.ids import parse_session_id
+
+_NUMBER = {"type": "number"}
+_INTEGER = {"type": "integer"}
+_STRING = {"type": "string"}
+_CORNERS = {
+    "type": "object",
+    "properties": {corner: _NUMBER for corner in ("fl", "fr", "rl", "rr")},
+}
+
+TELEMETRY_SCHEMA: dict = {
+    "type": "object",
+    "properties": {
+        "timestamp": _STRING,
+        "lap": _INTEGER,
+        "position": _INTEGER,
+        "lap_time": _NUMBER,
+        "fuel": _NUMBER,
+        "fuel_capacity": _NUMBER,
+        "tire_pressures": _CORNERS,
+        "tire_temps": _CORNERS,
+        "tire_wear": _CORNERS,
+        "brake_temps": _CORNERS,
+        "engine_water_temp": _NUMBER,
+        "track_temp": _NUMBER,
+        "ambient_temp": _NUMBER,
+        "speed": _NUMBER,
+        "gear": _INTEGER,
+        "rpm": _NUMBER,
+        "player_name": _STRING,
+        "car_name": _STRING,
+        "track_name": _STRING,
+        "session_type": _STRING,
+    },
+}
+
+SETUP_DATA_SCHEMA: dict = {
+    "type": "object",
+    "required": ["session_id", "timestamp", "setup"],
+    "properties": {"session_id": _STRING, "timestamp": _STRING, "setup": {"type": "object"}},
+}
+
+TELEMETRY_UPDATE_SCHEMA: dict = {
+    "type": "object",
+    "required": ["session_id", "telemetry"],
+    "properties": {"session_id": _STRING, "telemetry": TELEMETRY_SCHEMA},
+}
+
+JOIN_SESSION_SCHEMA: dict = {
+    "type": "object",
+    "required": ["session_id"],
+    "properties": {"session_id": _STRING, "last_seq": _INTEGER},
+}
+
+# Deeper than any real payload (the setup nests 4 levels); bounds the cost of
+# the finiteness walk and refuses pathological nesting.
+MAX_DEPTH = 32
+
+
+class PayloadValidator:
+    """Validates one event's payload against a schema compiled at construction."""
+
+    def __init__(self, schema: dict, event: str) -> None:
+        self.event = event
+        self._validate: Callable[[Any], Any] = fastjsonschema.compile(schema)
+
+    def __call__(self, payload: Any) -> dict:
+        if payload is None:
+            raise InvalidPayload(f"{self.event} needs a payload object")
+        if not isinstance(payload, dict):
+            raise InvalidPayload(f"{self.event} payload must be a JSON object")
+        try:
+            self._validate(payload)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            field = ".".join(exc.path[1:]) if exc.path else ""
+            if exc.rule == "required":
+                raise MissingField(f"{self.event}: {exc.message.replace('data', 'payload', 1)}") from None
+            raise WrongType(f"{self.event}: {field or 'payload'} {_rule_text(exc)}") from None
+        _check_finite(payload, self.event)
+        return payload
+
+
+def _rule_text(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    text = exc.message
+    marker = " must "
+    return text[text.index(marker) + 1:] if marker in text else text
+
+
+def _check_finite(value: Any, event: str, depth: int = 0) -> None:
+    """Refuse NaN/Infinity (not JSON; orjson would silently write null) and deep nesting."""
+    if depth > MAX_DEPTH:
+        raise InvalidPayload(f"{event}: payload nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise WrongType(f"{event}: numbers must be finite (NaN and Infinity are not JSON)")
+    elif isinstance(value, dict):
+        for item in value.values():
+            if isinstance(item, (dict, list, float)):
+                _check_finite(item, event, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, (dict, list, float)):
+                _check_finite(item, event, depth + 1)
+
+
+class Validators:
+    """The compiled validators for every event, built once per application."""
+
+    def __init__(self) -> None:
+        self.setup_data = PayloadValidator(SETUP_DATA_SCHEMA, "setup_data")
+        self.telemetry_update = PayloadValidator(TELEMETRY_UPDATE_SCHEMA, "telemetry_update")
+        self.join_session = PayloadValidator(JOIN_SESSION_SCHEMA, "join_session")
+
+    @staticmethod
+    def session_id_of(payload: dict) -> str:
+        return parse_session_id(payload["session_id"])

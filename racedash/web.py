@@ -1,0 +1,89 @@
+"""HTTP handlers: pages and JSON endpoints. Dependencies arrive via initialize()."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import tornado.web
+
+from racedash import __version__
+from racedash.errors import InvalidSessionId, RacedashError
+from racedash.ids import parse_session_id
+from racedash.sessions import SessionRegistry
+
+
+class ServerStatus:
+    """What the status page and /healthz report; never a session id."""
+
+    def __init__(self, registry: SessionRegistry, clock=time.time) -> None:
+        self.registry = registry
+        self.started = clock()
+        self._clock = clock
+        self.problems: dict[str, str] = {}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "status": "degraded" if self.problems else "ok",
+            "version": __version__,
+            "uptime_seconds": round(self._clock() - self.started, 1),
+            "live_sessions": len(self.registry),
+            "viewers": self.registry.viewer_count(),
+            "problems": sorted(self.problems.values()),
+        }
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(orjson.dumps(data))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = exc.message if isinstance(exc, RacedashError) else self._reason
+        if self.request.path.startswith("/api/") or self.request.path == "/healthz":
+            code = exc.code if isinstance(exc, RacedashError) else f"http_{status_code}"
+            self.write_json({"ok": False, "error": code, "message": message}, status_code)
+            return
+        self.render("error.html", status_code=status_code, message=message)
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        # Typed errors become their own status instead of a logged 500.
+        if isinstance(e, RacedashError) and not self._finished:
+            self.send_error(e.http_status, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404)
+
+
+class StatusPageHandler(BaseHandler):
+    def initialize(self, status: ServerStatus) -> None:
+        self.status = status
+
+    def get(self) -> None:
+        self.render("status.html", status=self.status.snapshot())
+
+
+class HealthHandler(BaseHandler):
+    def initialize(self, status: ServerStatus) -> None:
+        self.status = status
+
+    def get(self) -> None:
+        snapshot = self.status.snapshot()
+        self.write_json(snapshot)
+
+
+class DashboardHandler(BaseHandler):
+    def get(self, raw_id: str) -> None:
+        try:
+            session_id = parse_session_id(raw_id)
+        except InvalidSessionId:
+            raise tornado.web.HTTPError(404, reason="No such dashboard") from None
+        self.set_header("Referrer-Policy", "no-referrer")  # the URL is the session's secret
+        self.render("dashboard.html", session_id=session_id, mode="live")

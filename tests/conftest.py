@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from racedash.config import Settings
+from racedash.server import RacedashServer
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(host="127.0.0.1", port=0, recordings_dir=tmp_path / "recordings")
+
+
+@pytest.fixture
+def server(io_loop, settings: Settings):
+    """A real racedash server on a free loopback port, stopped after the test."""
+    srv = RacedashServer(settings)
+    io_loop.run_sync(srv.start)
+    yield srv
+    io_loop.run_sync(srv.stop)
+
+
+@pytest.fixture
+def clients(io_loop):
+    """Collects Client objects made in a test and closes them all afterwards."""
+    made = []
+    yield made
+    async def close_all() -> None:
+        for client in made:
+            await client.close()
+    io_loop.run_sync(close_all)

@@ -1,0 +1,66 @@
+"""Test helpers: a recording Socket.IO client and the shared sample payloads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import socketio
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def sample_setup() -> dict:
+    return json.loads((SHARED_DATA / "car_setup_overview.json").read_text())
+
+
+def sample_telemetry_payloads() -> list[dict]:
+    with open(SHARED_DATA / "telemetry_update_samples.jsonl") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Client:
+    """A real python-socketio client that keeps every event it receives, in order."""
+
+    def __init__(self, url: str, **client_options: Any) -> None:
+        self.url = url
+        self.sio = socketio.AsyncClient(**client_options)
+        self.events: dict[str, list[Any]] = defaultdict(list)
+        self.log: list[tuple[str, Any]] = []
+        self._changed = asyncio.Event()
+        self.sio.on("*", self._record)
+
+    async def _record(self, event: str, *args: Any) -> None:
+        data = args[0] if len(args) == 1 else list(args)
+        self.events[event].append(data)
+        self.log.append((event, data))
+        self._changed.set()
+
+    async def connect(self, **kwargs: Any) -> "Client":
+        await self.sio.connect(self.url, transports=["websocket"], wait_timeout=5, **kwargs)
+        return self
+
+    async def call(self, event: str, data: Any = None, timeout: float = 5) -> Any:
+        if data is None:
+            return await self.sio.call(event, timeout=timeout)
+        return await self.sio.call(event, data, timeout=timeout)
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        await self.sio.emit(event, data)
+
+    async def wait_for(self, event: str, count: int = 1, timeout: float = 5) -> list[Any]:
+        """Wait until at least ``count`` ``event``s arrived; returns them all."""
+        async def _wait() -> list[Any]:
+            while len(self.events[event]) < count:
+                self._changed.clear()
+                await self._changed.wait()
+            return self.events[event]
+
+        return await asyncio.wait_for(_wait(), timeout)
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+        await self.sio.shutdown()
