@@ -1,0 +1,1 @@
+"""Recordings: the format, the queue-fed writer and the store of recorded sessions."""
