@@ -24,8 +24,10 @@ from racedash.web import (
     DashboardHandler,
     HealthHandler,
     NotFoundHandler,
+    RecordingsPageHandler,
     ServerStatus,
     StatusPageHandler,
+    ui_config,
 )
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,8 @@ def make_app(settings: Settings) -> Racedash:
         [
             (r"/", StatusPageHandler, deps),
             (r"/healthz", HealthHandler, deps),
-            (r"/dashboard/([^/]+)", DashboardHandler),
+            (r"/dashboard/([^/]+)", DashboardHandler, {"ui_config": ui_config(settings)}),
+            (r"/recordings", RecordingsPageHandler),
             (r"/socket.io/", socketio.get_tornado_handler(sio)),
         ],
         template_path=str(paths.templates_dir()),

@@ -44,6 +44,18 @@ class Settings:
         900.0, "a session with no publisher for this long is ended and its memory freed"
     )
 
+    # --- dashboard (UI) --------------------------------------------------------
+    # Colour windows of the dashboard, "low:high": below is cold (blue), above hot (red).
+    ui_tyre_temp_window: str = _setting("70:100", "tyre temperature window in °C, LOW:HIGH")
+    ui_tyre_pressure_window: str = _setting("160:190", "tyre pressure window in kPa, LOW:HIGH")
+    ui_brake_temp_window: str = _setting("200:750", "brake temperature window in °C, LOW:HIGH")
+    ui_water_temp_window: str = _setting("60:105", "engine water temperature window in °C, LOW:HIGH")
+    ui_tyre_wear_window: str = _setting(
+        "20:40", "tyre wear left in percent, BAD:WARN (below BAD is red, below WARN amber)"
+    )
+    ui_low_fuel_laps: float = _setting(2.0, "warn when fewer laps of fuel than this are left")
+    ui_stale_seconds: float = _setting(5.0, "dashboards warn of stale data after this many seconds without any")
+
     # --- logging -------------------------------------------------------------
     log_level: str = _setting("INFO", "logging level")
 
