@@ -48,8 +48,9 @@ export function fmtWear(v) {
 }
 
 export function fmtLapTime(v) {
-  const k = knownLapTime(v);
+  let k = knownLapTime(v);
   if (k === null) return DASH;
+  k = Math.round(k * 1000) / 1000; // so that 59.9999 s shows as 1:00.000, not 0:60.000
   const minutes = Math.floor(k / 60);
   const seconds = k - minutes * 60;
   return `${minutes}:${seconds.toFixed(3).padStart(6, "0")}`;
