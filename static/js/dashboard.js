@@ -98,7 +98,10 @@ function join(afterReset) {
       errorBox.textContent = `Could not join: ${err ? "no answer from the server" : (ack && ack.message) || "unknown error"}`;
     } else {
       errorBox.hidden = true;
-      if (!afterReset && request.last_seq !== undefined && isNum(ack.seq) && ack.seq < request.last_seq) {
+      if (ack.replay === true) {
+        becomeReplay();
+        if (ack.state && typeof ack.state === "object") applyReplayState(ack.state);
+      } else if (!afterReset && request.last_seq !== undefined && isNum(ack.seq) && ack.seq < request.last_seq) {
         // The server's sequence restarted (it restarted without our history): number
         // what follows as a new epoch and ask for everything it has.
         store.newEpoch();
@@ -142,15 +145,22 @@ socket.on("setup_update", (m) => receive("setup", m));
 socket.on("telemetry_history", (m) => receive("history", m));
 socket.on("replay_state", (m) => {
   if (!m || typeof m !== "object") return;
+  if (m.session_id && m.session_id !== sessionId) return;
   becomeReplay();
-  const prev = state.replayState;
-  if (prev && isNum(m.position) && isNum(prev.position) && m.position < prev.position - 1) state.setupBaselineNext = true;
+  applyReplayState(m);
+});
+
+function applyReplayState(m) {
+  if (state.replayState && isNum(m.position) && Math.abs(m.position - replayPosition()) > 2) {
+    // A seek: the setup that follows is the one at the new point, not a change.
+    state.setupBaselineNext = true;
+  }
   state.replayState = m;
   state.replayStateAt = now();
   state.lastDataAt = now();
   drawTimeline();
   refreshBadge();
-});
+}
 
 // ---- frames -------------------------------------------------------------------
 function onTelemetry(message) {
@@ -457,7 +467,7 @@ function drawTimeline() {
     const position = replayPosition();
     const duration = isNum(rs.duration) ? rs.duration : 0;
     const laps = Array.isArray(rs.laps) ? rs.laps.filter((l) => l && isNum(l.lap) && isNum(l.t)) : [];
-    const status = rs.status === "ended" ? " · ended" : "";
+    const status = rs.status === "ended" || rs.status === "stopped" ? ` · ${rs.status}` : "";
     transport.draw({
       position,
       duration,
@@ -527,6 +537,7 @@ function control(command) {
   socket.timeout(5000).emit("replay_control", { replay_id: sessionId, ...command }, (err, ack) => {
     if (err) transport.status("The server did not answer the replay control.");
     else if (!ack || !ack.ok) transport.status(`Replay control refused: ${(ack && ack.message) || "unknown error"}`);
+    else if (ack.state && typeof ack.state === "object") applyReplayState(ack.state);
   });
 }
 

@@ -13,8 +13,13 @@ export function matchesFilter(rec, query, status) {
   return [rec.track, rec.car, text(rec.drivers)].some((v) => text(v).toLowerCase().includes(q));
 }
 
+// The recordings API calls it `size`; accept `size_bytes` as well.
+export function sizeOf(rec) {
+  return typeof rec.size_bytes === "number" ? rec.size_bytes : rec.size;
+}
+
 function sortValue(rec, key) {
-  const v = rec[key];
+  const v = key === "size" ? sizeOf(rec) : rec[key];
   if (key === "drivers") return text(v).toLowerCase();
   if (key === "live") return v ? 1 : 0;
   if (typeof v === "number" && Number.isFinite(v)) return v;

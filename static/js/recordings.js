@@ -1,7 +1,7 @@
 // The recordings page: list from GET /api/recordings, sort, filter, Replay and Download.
 
 import { DASH, fmtBytes, fmtDate, fmtDuration, fmtText, isNum } from "./format.js";
-import { matchesFilter, sortRecordings } from "./reclist.js";
+import { matchesFilter, sizeOf, sortRecordings } from "./reclist.js";
 
 const $ = (id) => document.getElementById(id);
 const view = { all: [], sortKey: "first_time", descending: true };
@@ -12,9 +12,10 @@ function showMessage(text) {
   box.textContent = text || "";
 }
 
-function cell(textContent, className) {
+function cell(label, textContent, className) {
   const td = document.createElement("td");
   td.textContent = textContent;
+  td.dataset.label = label; // shown before the value when the table becomes cards on a phone
   if (className) td.className = className;
   return td;
 }
@@ -51,18 +52,18 @@ function row(rec) {
   tr.dataset.sessionId = rec.session_id;
   const drivers = Array.isArray(rec.drivers) && rec.drivers.length ? rec.drivers.join(", ") : DASH;
   tr.append(
-    cell(fmtText(rec.track)),
-    cell(fmtText(rec.car)),
-    cell(drivers),
-    cell(fmtDate(rec.first_time), "num"),
-    cell(fmtDuration(rec.duration), "num"),
-    cell(isNum(rec.laps) ? String(rec.laps) : DASH, "num"),
-    cell(fmtBytes(rec.size_bytes), "num"),
+    cell("Track", fmtText(rec.track)),
+    cell("Car", fmtText(rec.car)),
+    cell("Drivers", drivers),
+    cell("Date", fmtDate(rec.first_time), "num"),
+    cell("Duration", fmtDuration(rec.duration), "num"),
+    cell("Laps", isNum(rec.laps) ? String(rec.laps) : DASH, "num"),
+    cell("Size", fmtBytes(sizeOf(rec)), "num"),
   );
-  const status = document.createElement("td");
+  const status = cell("Status", "");
   const badge = document.createElement("span");
   badge.className = rec.live ? "badge mode-live" : "badge ended";
-  badge.textContent = rec.live ? "LIVE" : "ended";
+  badge.textContent = rec.live ? "LIVE" : typeof rec.state === "string" && rec.state !== "live" ? rec.state : "ended";
   status.append(badge);
   const actions = document.createElement("td");
   actions.className = "actions";

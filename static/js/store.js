@@ -51,6 +51,8 @@ export class FrameStore {
     const frame = { key: this._key(seq), seq, t: frameTime(telemetry, t), telemetry };
     const last = this.last;
     if (replay) {
+      // A seek re-sends the last frame before its point after the history that holds it.
+      if (last && isNum(seq) && seq === last.seq && frame.t === last.t) return "duplicate";
       if (last && frame.t < last.t) {
         const keep = this.frames.findIndex((f) => f.t >= frame.t);
         this.frames.length = keep < 0 ? this.frames.length : keep;
