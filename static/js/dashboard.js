@@ -265,7 +265,9 @@ function renderCorners(tel) {
 
 // ---- setup sheet -----------------------------------------------------------------
 function onSetup(message) {
-  if (isNum(message.seq)) {
+  // Live: a rejoin may re-send a setup already shown. A replay re-sends the setup at every
+  // seek on purpose, and an unchanged one simply diffs to nothing.
+  if (isNum(message.seq) && !state.replay) {
     if (state.setupSeqs.has(message.seq)) return;
     state.setupSeqs.add(message.seq);
     store.noteSeq(message.seq);
