@@ -184,3 +184,21 @@ async def test_replay_controls_change_what_is_shown(server, settings, clients):
         await expect(page.locator("#tp-play")).to_have_attribute("data-state", "paused")
         tab.assert_clean()
         other.assert_clean()
+
+
+async def test_join_fills_charts_from_history(server, clients):
+    require("racedash.history", "telemetry_history on join")
+    session_id = await publish_session(server, clients, track="Autodromo Enzo e Dino Ferrari", driver="Dean Davids", laps=4)
+    async with chromium() as browser:
+        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        page = tab.page
+        await expect(field(page, "lap")).to_have_text("4")
+        # Joined after the fact, yet lap times, fuel per lap and charts are there at once.
+        await expect(field(page, "best_lap")).to_have_text("1:30.500")
+        await expect(field(page, "fuel_per_lap")).to_have_text("3.00 L")
+        got = await page.evaluate(
+            "() => [window.racedash.store.length, window.racedash.tracker.laps.map(l => l.lap)]"
+        )
+        assert got == [16, [1, 2, 3]]
+        await expect(page.locator("#tp-markers .marker")).to_have_count(3)
+        tab.assert_clean()
