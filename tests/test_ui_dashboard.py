@@ -209,6 +209,8 @@ async def test_time_shift_and_go_live(server, clients):
                        s.dispatchEvent(new Event('change')); }"""
         )
         await expect(field(page, "lap")).to_have_text("2")
+        await expect(field(page, "last_lap")).to_have_text("1:30.500")  # as it was then
+        await expect(page.locator("#tp-time")).to_have_text("3:42 behind live")
         await expect(page.locator("#shift-badge")).to_be_visible()
         await expect(page.locator("#shift-badge")).to_contain_text("TIME-SHIFT")
         await expect(page.locator("#tp-live")).to_be_visible()
@@ -224,6 +226,7 @@ async def test_time_shift_and_go_live(server, clients):
 
         await page.locator("#tp-live").click()
         await expect(field(page, "lap")).to_have_text("5")
+        await expect(field(page, "last_lap")).to_have_text("1:32.000")
         await expect(page.locator("#shift-badge")).to_be_hidden()
         await expect(page.locator("#tp-live")).to_be_hidden()
         tab.assert_clean()

@@ -206,10 +206,22 @@ function shownFrame() {
   return store.last;
 }
 
+// Lap and fuel figures as they were at the shown moment (only rebuilt while time-shifted).
+function trackerFor(frame) {
+  if (frame === store.last) return tracker;
+  const past = new StintTracker();
+  for (const f of store.frames) {
+    if (f.key > frame.key) break;
+    past.push(f);
+  }
+  return past;
+}
+
 function renderTelemetry() {
   const frame = shownFrame();
   if (!frame) return;
   const tel = frame.telemetry;
+  const laps = trackerFor(frame);
   setField("driver", fmtText(tel.player_name));
   setField("car", fmtText(tel.car_name));
   setField("track", fmtText(tel.track_name));
@@ -217,9 +229,9 @@ function renderTelemetry() {
   setField("position", fmtPosition(tel.position));
   setField("lap", isNum(tel.lap) ? String(tel.lap) : DASH);
   setField("current_lap", fmtLapTime(tel.lap_time));
-  setField("last_lap", fmtLapTime(tracker.lastLap));
-  setField("best_lap", fmtLapTime(tracker.bestLap));
-  renderFuel(tel);
+  setField("last_lap", fmtLapTime(laps.lastLap));
+  setField("best_lap", fmtLapTime(laps.bestLap));
+  renderFuel(tel, laps);
   renderCorners(tel);
   const water = knownWaterTemp(tel.engine_water_temp);
   setField("water_temp", fmtTemp(tel.engine_water_temp, knownWaterTemp), classify(water, config.water_temp));
@@ -231,13 +243,13 @@ function renderTelemetry() {
   document.title = `${fmtText(tel.player_name)} · ${state.replay ? "replay" : "live"} · racedash`;
 }
 
-function renderFuel(tel) {
+function renderFuel(tel, laps) {
   const fuel = isNum(tel.fuel) && tel.fuel >= 0 ? tel.fuel : null;
   const capacity = isNum(tel.fuel_capacity) && tel.fuel_capacity > 0 ? tel.fuel_capacity : null;
   const pct = fuel !== null && capacity !== null ? Math.min(100, (fuel / capacity) * 100) : null;
   setField("fuel", fmtLitres(fuel));
   setField("fuel_pct", pct === null ? "" : `${Math.round(pct)} %`);
-  const est = tracker.fuelEstimate(fuel);
+  const est = laps.fuelEstimate(fuel);
   setField("fuel_per_lap", est.perLap === null ? DASH : fmtLitres(est.perLap, 2));
   setField("fuel_laps_left", est.lapsLeft === null ? DASH : est.lapsLeft.toFixed(1));
   setField("fuel_time_left", est.timeLeft === null ? DASH : fmtDuration(est.timeLeft));
@@ -494,7 +506,7 @@ function drawTimeline() {
     position,
     duration,
     laps: liveLaps(first),
-    timeText: shifted ? `−${fmtDuration(behind)} behind live` : `LIVE · ${fmtDuration(duration)} on record`,
+    timeText: shifted ? `${fmtDuration(behind)} behind live` : `LIVE · ${fmtDuration(duration)} on record`,
     shifted,
     live: true,
   });
