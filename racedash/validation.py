@@ -53,13 +53,18 @@ TELEMETRY_SCHEMA: dict = {
 SETUP_DATA_SCHEMA: dict = {
     "type": "object",
     "required": ["session_id", "timestamp", "setup"],
-    "properties": {"session_id": _STRING, "timestamp": _STRING, "setup": {"type": "object"}},
+    "properties": {
+        "session_id": _STRING,
+        "timestamp": _STRING,
+        "setup": {"type": "object"},
+        "publish_token": _STRING,
+    },
 }
 
 TELEMETRY_UPDATE_SCHEMA: dict = {
     "type": "object",
     "required": ["session_id", "telemetry"],
-    "properties": {"session_id": _STRING, "telemetry": TELEMETRY_SCHEMA},
+    "properties": {"session_id": _STRING, "telemetry": TELEMETRY_SCHEMA, "publish_token": _STRING},
 }
 
 JOIN_SESSION_SCHEMA: dict = {
