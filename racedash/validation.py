@@ -12,6 +12,7 @@ import math
 from typing import Any, Callable
 
 import fastjsonschema
+import orjson
 
 from racedash.errors import InvalidPayload, MissingField, WrongType
 from racedash.ids import parse_session_id
@@ -98,6 +99,12 @@ class PayloadValidator:
                 raise MissingField(f"{self.event}: {exc.message.replace('data', 'payload', 1)}") from None
             raise WrongType(f"{self.event}: {field or 'payload'} {_rule_text(exc)}") from None
         _check_finite(payload, self.event)
+        try:
+            # What orjson cannot encode (integers beyond 64 bits, lone UTF-16
+            # surrogates) could not be recorded: refuse it before it is stamped.
+            orjson.dumps(payload)
+        except orjson.JSONEncodeError as exc:
+            raise InvalidPayload(f"{self.event}: payload cannot be recorded as JSON ({exc})") from None
         return payload
 
 
