@@ -45,11 +45,11 @@ def test_settings_precedence_defaults_env_flags():
         Settings.from_env({"RACEDASH_PORT": "many"})
 
 
-def test_bad_setting_is_a_clean_cli_error():
+def test_bad_setting_is_a_clean_cli_error(tmp_path):
     result = run_cli("serve", "--port", "lots")
     assert result.returncode == 2
     assert "invalid value 'lots' for port" in result.stderr and "Traceback" not in result.stderr
-    result = run_cli("serve", "--port", "0", "--publish-auth", "maybe")
+    result = run_cli("serve", "--port", "0", "--publish-auth", "maybe", "--recordings-dir", str(tmp_path))
     assert result.returncode == 2
     assert "publish_auth must be one of" in result.stderr and "Traceback" not in result.stderr
 
@@ -167,4 +167,4 @@ def test_publish_token_command_matches_the_server(tmp_path):
     finally:
         close_sync_client(client)
         server.stop()
-    assert run_cli("publish-token", "not-a-uuid").returncode == 2
+    assert run_cli("publish-token", "not-a-uuid", "--recordings-dir", str(tmp_path)).returncode == 2
