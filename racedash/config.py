@@ -55,6 +55,21 @@ class Settings:
     )
     ui_low_fuel_laps: float = _setting(2.0, "warn when fewer laps of fuel than this are left")
     ui_stale_seconds: float = _setting(5.0, "dashboards warn of stale data after this many seconds without any")
+    # --- security and limits (docs/security.md) -----------------------------
+    publish_auth: str = _setting(
+        "compat", "who may publish: 'compat' (the real monitor, no token needed) or 'token' (always the token)"
+    )
+    secret: str = _setting(
+        "", "server secret for publish tokens and login cookies (default: generated and kept in the recordings dir)"
+    )
+    team_token: str = _setting(
+        "", "team access token for recordings and replays (default: generated at start and printed)"
+    )
+    events_per_second: float = _setting(100.0, "events one connection may send per second (token bucket rate)")
+    event_burst: float = _setting(200.0, "events one connection may send in a burst")
+    sessions_per_connection: int = _setting(16, "sessions one connection may create or publish")
+    viewers_per_session: int = _setting(2000, "viewers one session may have")
+    max_setup_bytes: int = _setting(524_288, "largest setup accepted (encoded JSON bytes)")
 
     # --- logging -------------------------------------------------------------
     log_level: str = _setting("INFO", "logging level")

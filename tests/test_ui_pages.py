@@ -57,9 +57,14 @@ def test_bad_windows_are_refused_with_the_setting_named(raw):
         ui_config(Settings(ui_brake_temp_window=raw))
 
 
-async def test_recordings_page(server):
-    response = await fetch(server, "/recordings")
+async def test_recordings_page_needs_team_access(server):
+    response = await fetch(server, "/recordings", follow_redirects=False)
+    assert response.code == 302 and response.headers["Location"] == "/login?next=%2Frecordings"
+
+    token = server.app.access.token
+    response = await fetch(server, "/recordings", headers={"Authorization": f"Bearer {token}"})
     body = response.body.decode()
     assert response.code == 200
     assert 'id="rec-table"' in body and "/static/js/recordings.js" in body
+    assert 'name="xsrf-token" content="2|' in body  # for the Replay button's POST
     assert "http://" not in body and "https://" not in body  # nothing loaded from the internet

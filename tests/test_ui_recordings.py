@@ -23,6 +23,11 @@ def require(module: str, what: str) -> None:
     pytest.importorskip(module, reason=f"{what} is not merged into this branch yet")
 
 
+def login_url(server) -> str:
+    """The team login link the server prints; it leads on to the recordings page."""
+    return f"{server.url}/login?token={server.app.access.token}&next=/recordings"
+
+
 async def publish_session(server, clients, *, track: str, driver: str, laps: int) -> str:
     monitor = Client(server.url)
     clients.append(monitor)
@@ -40,7 +45,7 @@ async def test_recordings_list_shows_recordings_made_in_the_test(server, clients
     imola = await publish_session(server, clients, track="Autodromo Enzo e Dino Ferrari", driver="Dean Davids", laps=3)
     spa = await publish_session(server, clients, track="Spa-Francorchamps", driver="Ann Other", laps=2)
     async with chromium() as browser:
-        tab = await browser.open(f"{server.url}/recordings")
+        tab = await browser.open(login_url(server))
         page = tab.page
         rows = page.locator("#rec-body tr")
         await expect(rows).to_have_count(2)
@@ -82,7 +87,7 @@ async def test_recordings_list_shows_recordings_made_in_the_test(server, clients
         await tab.screenshot("recordings-laptop")
         tab.assert_clean()
 
-        phone = await browser.open(f"{server.url}/recordings", viewport=PHONE)
+        phone = await browser.open(login_url(server), viewport=PHONE)
         await expect(phone.page.locator("#rec-body tr")).to_have_count(2)
         widths = await phone.page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
         assert widths[0] <= widths[1], widths
@@ -128,7 +133,7 @@ async def test_replay_controls_change_what_is_shown(server, settings, clients):
     require("racedash.replay.manager", "the replay engine")
     recording = write_recording(settings.recordings_dir)
     async with chromium() as browser:
-        tab = await browser.open(f"{server.url}/recordings")
+        tab = await browser.open(login_url(server))
         page = tab.page
         row = page.locator(f'#rec-body tr[data-session-id="{recording}"]')
         await expect(row.locator('td[data-label="Laps"]')).to_have_text("6")

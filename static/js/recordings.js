@@ -20,8 +20,10 @@ function cell(label, textContent, className) {
   return td;
 }
 
-// Tornado's XSRF cookie, when the server turns that protection on.
+// Tornado's XSRF token (the page carries it; its cookie is set with the page).
 function xsrfHeaders() {
+  const meta = document.querySelector('meta[name="xsrf-token"]');
+  if (meta && meta.content) return { "X-XSRFToken": meta.content };
   const m = /(?:^|;\s*)_xsrf=([^;]+)/.exec(document.cookie);
   return m ? { "X-XSRFToken": decodeURIComponent(m[1]) } : {};
 }
