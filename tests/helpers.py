@@ -68,3 +68,7 @@ class Client:
     async def close(self) -> None:
         await self.sio.disconnect()
         await self.sio.shutdown()
+        # When the server dropped us first, engine.io may leave its aiohttp session open.
+        http = self.sio.eio.http
+        if http is not None and not http.closed:
+            await http.close()

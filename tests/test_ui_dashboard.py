@@ -301,6 +301,7 @@ async def test_recovers_after_server_restart_and_fills_the_gap(tmp_path, clients
             # The setup is still shown (whether or not the new server could restore it).
             await expect(page.locator('#setup-sheet td[data-key="VM_BRAKE_BALANCE"]')).to_have_text("55.0:45.0")
             tab.assert_clean(allowed=CONNECTION_REFUSED)
+            await monitor2.close()  # before its server goes
     finally:
         for srv in servers:
             await srv.stop()
