@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from racedash import __version__
 from racedash.config import Settings, SettingsError
@@ -18,6 +19,67 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_args(args)
     _configure_logging(settings.log_level)
     asyncio.run(serve(settings, on_ready=lambda server: print(f"racedash {__version__} serving on {server.url}", flush=True)))
+    return 0
+
+
+# --- simulator (racedash.simulator) ----------------------------------------
+def _positive(kind: type) -> "Callable[[str], float]":
+    def parse(raw: str):
+        value = kind(raw)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {raw}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("simulation")
+    group.add_argument("--rate", type=_positive(float), default=2.0, help="telemetry frames per second [default 2]")
+    group.add_argument("--speedup", type=_positive(float), default=1.0, help="race seconds per real second [default 1]")
+    group.add_argument("--laps", type=_positive(int), default=None, help="stop each car after this many laps [default: run until stopped]")
+    group.add_argument("--cars", type=_positive(int), default=1, help="independent simulated cars, one session each [default 1]")
+    group.add_argument("--seed", type=int, default=None, help="random seed; car i uses seed+i [default: random]")
+
+
+def _simulation_options(args: argparse.Namespace, session_id: str | None = None):
+    from racedash.simulator import SimulationOptions
+
+    return SimulationOptions(rate=args.rate, speedup=args.speedup, laps=args.laps, seed=args.seed, session_id=session_id)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from racedash.simulator import runner, summary
+    from racedash.simulator.model import StintConfig, run_stint
+
+    _configure_logging("WARNING")
+    if args.session_id is not None and args.cars > 1:
+        raise SettingsError("--session-id names one session; it cannot be used with --cars > 1")
+    if args.dry_run:
+        model, published = run_stint(StintConfig(seed=args.seed or 0, laps=args.laps or 20), dt=1.0 / args.rate * args.speedup)
+        print(summary.stint_table(model, published))
+        return 0
+    asyncio.run(runner.simulate(args.url, _simulation_options(args, args.session_id), cars=args.cars))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from racedash.simulator import runner
+
+    settings = Settings.from_args(args)
+    if args.setting_host is None and "RACEDASH_HOST" not in os.environ:
+        # A demo is for trying racedash on this machine: loopback unless asked otherwise.
+        settings = settings.replace(host="127.0.0.1")
+    _configure_logging(settings.log_level)
+    asyncio.run(
+        runner.demo(
+            settings,
+            _simulation_options(args),
+            cars=args.cars,
+            on_ready=lambda server: print(f"racedash {__version__} demo serving on {server.url}", flush=True),
+        )
+    )
     return 0
 
 
@@ -36,6 +98,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server", description="Run the racedash server.")
     Settings.add_arguments(serve)
     serve.set_defaults(run=_serve)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="publish a simulated stint into a running server",
+        description="Publish simulated endurance stints into a racedash server, as the monitor does.",
+    )
+    simulate.add_argument("--url", default="http://127.0.0.1:5000", help="server to publish to [default http://127.0.0.1:5000]")
+    simulate.add_argument("--session-id", default=None, help="publish under this session id instead of requesting one")
+    simulate.add_argument("--dry-run", action="store_true", help="print the stint's laps (default 20) as a table; no server")
+    _add_simulation_arguments(simulate)
+    simulate.set_defaults(run=_simulate)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a server with a simulated car in it",
+        description="Run racedash with a simulated car publishing into it; Ctrl-C stops both. "
+        "Listens on 127.0.0.1 unless --host is given.",
+    )
+    _add_simulation_arguments(demo)
+    Settings.add_arguments(demo)
+    demo.set_defaults(run=_demo)
     return parser
 
 
