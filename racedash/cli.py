@@ -77,7 +77,7 @@ def _demo(args: argparse.Namespace) -> int:
             settings,
             _simulation_options(args),
             cars=args.cars,
-            on_ready=lambda server: print(f"racedash {__version__} demo serving on {server.url}", flush=True),
+            on_ready=lambda server: print(f"racedash {__version__} demo serving on {server.url} (Ctrl-C stops it)", flush=True),
         )
     )
     return 0

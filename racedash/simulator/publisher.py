@@ -79,11 +79,14 @@ class SimulatedMonitor:
         self.connects = 0
         self._stopping = False
         self._assigned = asyncio.Event()
-        # The monitor's client: default reconnection, no acks.
+        # The monitor's client: default reconnection, no acks. handle_sigint=False: by
+        # default python-socketio takes over SIGINT and cancels every task in the loop,
+        # which would stop `racedash demo` uncleanly; the runner owns the signals.
         self.sio = socketio.AsyncClient(
             reconnection=True,
             reconnection_delay=reconnection_delay,
             reconnection_delay_max=reconnection_delay_max,
+            handle_sigint=False,
         )
         self.sio.on("connect", self._on_connect)
         self.sio.on("session_id_assigned", self._on_assigned)
