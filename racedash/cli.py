@@ -6,11 +6,15 @@ import argparse
 import asyncio
 import logging
 import os
+import random
 import sys
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from racedash import __version__
 from racedash.config import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from racedash.simulator import SimulationOptions
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -43,24 +47,33 @@ def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=None, help="random seed; car i uses seed+i [default: random]")
 
 
-def _simulation_options(args: argparse.Namespace, session_id: str | None = None):
+def _simulation_options(args: argparse.Namespace, session_id: str | None = None) -> "SimulationOptions":
     from racedash.simulator import SimulationOptions
 
     return SimulationOptions(rate=args.rate, speedup=args.speedup, laps=args.laps, seed=args.seed, session_id=session_id)
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from racedash.errors import InvalidSessionId
+    from racedash.ids import parse_session_id
     from racedash.simulator import runner, summary
     from racedash.simulator.model import StintConfig, run_stint
 
     _configure_logging("WARNING")
-    if args.session_id is not None and args.cars > 1:
-        raise SettingsError("--session-id names one session; it cannot be used with --cars > 1")
+    session_id = None
+    if args.session_id is not None:
+        if args.cars > 1:
+            raise SettingsError("--session-id names one session; it cannot be used with --cars > 1")
+        try:
+            session_id = parse_session_id(args.session_id)
+        except InvalidSessionId as exc:
+            raise SettingsError(f"--session-id: {exc.message}") from None
     if args.dry_run:
-        model, published = run_stint(StintConfig(seed=args.seed or 0, laps=args.laps or 20), dt=1.0 / args.rate * args.speedup)
+        seed = args.seed if args.seed is not None else random.randrange(1_000_000)
+        model, published = run_stint(StintConfig(seed=seed, laps=args.laps or 20), dt=args.speedup / args.rate)
         print(summary.stint_table(model, published))
         return 0
-    asyncio.run(runner.simulate(args.url, _simulation_options(args, args.session_id), cars=args.cars))
+    asyncio.run(runner.simulate(args.url, _simulation_options(args, session_id), cars=args.cars))
     return 0
 
 

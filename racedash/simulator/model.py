@@ -22,7 +22,6 @@ How the pieces fit:
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 from dataclasses import dataclass, field
@@ -38,6 +37,23 @@ UNKNOWN_TEMP = -273.15  # what the game reports for a temperature it does not kn
 
 SETUP = "setup"
 TELEMETRY = "telemetry"
+
+
+def _decay(tau: float) -> float:
+    """Per-tick factor of a first-order lag with time constant ``tau`` seconds."""
+    return math.exp(-TICK_S / tau)
+
+
+# Thermal time constants (s) as per-tick factors: tyre cores warm over ~2 laps,
+# surfaces and brakes react within a braking zone, engine water over minutes.
+_K_CORE = {"track": _decay(45.0), "limiter": _decay(60.0), "stop": _decay(150.0), "garage": _decay(150.0)}
+_CORE_OFFSET = {"fl": 4.0, "fr": 1.0, "rl": 2.5, "rr": 0.0}
+_K_SURFACE = _decay(2.5)
+_K_BRAKE_HEAT = _decay(0.9)
+_K_BRAKE_COOL = {"track": _decay(7.0), "limiter": _decay(15.0), "stop": _decay(60.0), "garage": _decay(60.0)}
+_BRAKE_IDLE = {"track": 200.0, "limiter": 150.0, "stop": 5.0, "garage": 5.0}  # above ambient
+_K_WATER_RUN = _decay(90.0)
+_K_WATER_OFF = _decay(900.0)
 
 _FIRST_NAMES = ("Alex", "Jonas", "Priya", "Mateo", "Sofie", "Kenji", "Lea", "Tomas", "Ines", "Rafael", "Mara", "Oskar")
 _LAST_NAMES = ("Moreau", "Keller", "Natarajan", "Okafor", "Lindqvist", "Sato", "Varga", "Costa", "Brennan", "Duval")
@@ -195,6 +211,8 @@ class StintModel:
         self._started = False
         self._pending: list[Publication] = []
         self._event_time = 0.0  # sim time of the lap event being run
+        self._share: dict = {}
+        self._share_for: int | None = None
         rng = self._laps_rng
         ambient = config.ambient_c if config.ambient_c is not None else rng.uniform(18.0, 30.0)
         self._ambient0 = ambient
@@ -514,46 +532,59 @@ class StintModel:
 
     # -- temperatures -------------------------------------------------------------
     def _integrate(self, t: float) -> None:
+        """One tick of every temperature (the hot loop of the model: kept plain)."""
         lap = self._lap
         offset = t - lap.start
         where = self._where(lap, offset)
-        ambient = self._interp(lap.ambient, lap, offset)
-        track_c = self._interp(lap.track_temp, lap, offset)
+        f = min(max(offset / lap.duration, 0.0), 1.0) if lap.duration > 0 else 0.0
+        ambient = lap.ambient[0] + (lap.ambient[1] - lap.ambient[0]) * f
+        track_c = lap.track_temp[0] + (lap.track_temp[1] - lap.track_temp[0]) * f
         v = where.speed_kmh / self.track.top_speed_kmh
-        bias = brake_balance_front(self.sheet.values["VM_BRAKE_BALANCE"])
-        # Heat follows the brake balance; rear brakes see less of it. Per-corner factors
-        # stand for ducting and the circuit's mostly right-hand corners.
-        share = {
-            "fl": 1.03 * bias / 0.55,
-            "fr": 0.98 * bias / 0.55,
-            "rl": 0.62 * (1 - bias) / 0.45,
-            "rr": 0.58 * (1 - bias) / 0.45,
-        }
-        offsets = {"fl": 4.0, "fr": 1.0, "rl": 2.5, "rr": 0.0}
         mode = where.mode
-        for c in CORNERS:
-            if mode == "track":
-                core_target, core_tau = track_c + 38.0 + 14.0 * v + offsets[c], 45.0
-            elif mode == "limiter":
-                core_target, core_tau = track_c + 28.0, 60.0
-            else:
-                core_target, core_tau = ambient + 12.0, 150.0
-            self._tyre_core[c] = _lag(self._tyre_core[c], core_target, core_tau)
-            load = (18.0 * where.braking) if c[0] == "f" else (14.0 * where.accelerating)
-            self._tyre_surface[c] = _lag(self._tyre_surface[c], load, 2.5)
-            if mode == "track" and where.braking > 0.05:
-                target, tau = ambient + 250.0 + 480.0 * where.braking * share[c], 0.9
-            elif mode == "track":
-                target, tau = ambient + 200.0, 7.0
-            elif mode == "limiter":
-                target, tau = ambient + 150.0, 15.0
-            else:
-                target, tau = ambient + 5.0, 60.0
-            self._brakes[c] = _lag(self._brakes[c], target, tau)
-        if mode in ("track", "limiter"):
-            self._water = _lag(self._water, 82.0 + 8.0 * v + 0.25 * (ambient - 20.0), 90.0)
+        core_k = _K_CORE[mode]
+        if mode == "track":
+            core_base = track_c + 38.0 + 14.0 * v
+        elif mode == "limiter":
+            core_base = track_c + 28.0
         else:
-            self._water = _lag(self._water, ambient, 900.0)
+            core_base = ambient + 12.0
+        if mode == "track" and where.braking > 0.05:
+            brake_base, brake_gain, brake_k = ambient + 250.0, 480.0 * where.braking, _K_BRAKE_HEAT
+        else:
+            brake_base, brake_gain, brake_k = ambient + _BRAKE_IDLE[mode], 0.0, _K_BRAKE_COOL[mode]
+        front_load, rear_load = 18.0 * where.braking, 14.0 * where.accelerating
+        core, surface, brakes = self._tyre_core, self._tyre_surface, self._brakes
+        share = self._brake_share()
+        for c in CORNERS:
+            target = core_base + _CORE_OFFSET[c] if mode == "track" else core_base
+            core[c] = target + (core[c] - target) * core_k
+            load = front_load if c[0] == "f" else rear_load
+            surface[c] = load + (surface[c] - load) * _K_SURFACE
+            target = brake_base + brake_gain * share[c]
+            brakes[c] = target + (brakes[c] - target) * brake_k
+        if mode in ("track", "limiter"):
+            target, k = 82.0 + 8.0 * v + 0.25 * (ambient - 20.0), _K_WATER_RUN
+        else:
+            target, k = ambient, _K_WATER_OFF
+        self._water = target + (self._water - target) * k
+
+    def _brake_share(self) -> dict:
+        """Heat per brake for the current brake balance; rear brakes see less of it.
+
+        The per-corner factors stand for ducting and the circuit's mostly
+        right-hand corners. Cached: the balance changes a few times a stint.
+        """
+        value = self.sheet.values["VM_BRAKE_BALANCE"]
+        if self._share_for != value:
+            bias = brake_balance_front(value)
+            self._share = {
+                "fl": 1.03 * bias / 0.55,
+                "fr": 0.98 * bias / 0.55,
+                "rl": 0.62 * (1 - bias) / 0.45,
+                "rr": 0.58 * (1 - bias) / 0.45,
+            }
+            self._share_for = value
+        return self._share
 
     # -- the frame --------------------------------------------------------------
     def _telemetry(self) -> dict:
@@ -618,14 +649,6 @@ class StintModel:
         return gear, max(rpm, 3000.0)
 
 
-@functools.cache
-def _decay(tau: float) -> float:
-    return math.exp(-TICK_S / tau)
-
-
-def _lag(value: float, target: float, tau: float) -> float:
-    """One tick of a first-order lag towards ``target`` with time constant ``tau``."""
-    return target + (value - target) * _decay(tau)
 
 
 def run_stint(config: StintConfig, dt: float) -> tuple[StintModel, list[Publication]]:

@@ -89,6 +89,8 @@ class SimulatedMonitor:
             handle_sigint=False,
         )
         self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("connect_error", self._on_connect_error)
         self.sio.on("session_id_assigned", self._on_assigned)
         if session_id is not None:
             self._set_session(session_id, f"{self.url}/dashboard/{session_id}")
@@ -96,9 +98,19 @@ class SimulatedMonitor:
     # -- connection -------------------------------------------------------------
     async def _on_connect(self) -> None:
         self.connects += 1
+        if self.connects > 1:
+            log.warning("reconnected to %s, publishing as session %s again", self.url, self.session_id)
         if self.session_id is None:
             # Only until an id is known: after a reconnect the monitor keeps its id.
             await self.sio.emit("request_session_id", {})
+
+    async def _on_disconnect(self, reason: object = None) -> None:
+        if not self._stopping:
+            log.warning("lost %s (%s); reconnecting", self.url, reason)
+
+    async def _on_connect_error(self, data: object = None) -> None:
+        if self.connects == 0 and not self._stopping:
+            log.warning("cannot reach %s yet (%s); retrying", self.url, data)
 
     async def _on_assigned(self, data: dict) -> None:
         if self.session_id is None and isinstance(data, dict) and "session_id" in data:
@@ -168,6 +180,7 @@ class SimulatedMonitor:
         self._stopping = True
 
     async def close(self) -> None:
+        self._stopping = True
         # shutdown() also ends a reconnection loop that is waiting for the server.
         await self.sio.shutdown()
 
