@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import os
-import random
 import sys
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -27,8 +26,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 # --- simulator (racedash.simulator) ----------------------------------------
-def _positive(kind: type) -> "Callable[[str], float]":
-    def parse(raw: str):
+def _positive(kind: type) -> Callable[[str], float | int]:
+    def parse(raw: str) -> float | int:
         value = kind(raw)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be positive, got {raw}")
@@ -57,7 +56,6 @@ def _simulate(args: argparse.Namespace) -> int:
     from racedash.errors import InvalidSessionId
     from racedash.ids import parse_session_id
     from racedash.simulator import runner, summary
-    from racedash.simulator.model import StintConfig, run_stint
 
     _configure_logging("WARNING")
     session_id = None
@@ -69,9 +67,7 @@ def _simulate(args: argparse.Namespace) -> int:
         except InvalidSessionId as exc:
             raise SettingsError(f"--session-id: {exc.message}") from None
     if args.dry_run:
-        seed = args.seed if args.seed is not None else random.randrange(1_000_000)
-        model, published = run_stint(StintConfig(seed=seed, laps=args.laps or 20), dt=args.speedup / args.rate)
-        print(summary.stint_table(model, published))
+        print(summary.dry_run(seed=args.seed, laps=args.laps or 20, dt=args.speedup / args.rate))
         return 0
     asyncio.run(runner.simulate(args.url, _simulation_options(args, session_id), cars=args.cars))
     return 0

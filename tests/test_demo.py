@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import sys
@@ -14,8 +15,12 @@ from racedash.cli import main
 from racedash.simulator import SimulationOptions
 from racedash.simulator.runner import demo
 from tests.helpers import Client
+from tests.procs import REPO
 
 DASHBOARD = re.compile(r"(http://127\.0\.0\.1:\d+)/dashboard/([0-9a-f-]{36})")
+
+# The subprocesses import racedash from this checkout, installed or not.
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 async def start_demo(tmp_path, *extra: str) -> tuple[asyncio.subprocess.Process, str, str, list[str]]:
@@ -23,7 +28,7 @@ async def start_demo(tmp_path, *extra: str) -> tuple[asyncio.subprocess.Process,
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "racedash", "demo", "--port", "0", "--rate", "5",
         "--recordings-dir", str(tmp_path / "recordings"), *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=SUBPROCESS_ENV,
     )
     lines: list[str] = []
     while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import sys
@@ -10,7 +11,6 @@ import uuid
 
 import pytest
 
-from racedash.config import Settings
 from racedash.server import RacedashServer
 from racedash.simulator import SimulationOptions, StintConfig, StintModel, build_monitors, run_stint
 from racedash.simulator.model import CORNERS, SETUP, TELEMETRY, UNKNOWN_TEMP
@@ -20,9 +20,13 @@ from racedash.simulator.setup_sheet import SetupSheet
 from racedash.simulator.summary import stint_table
 from racedash.validation import Validators
 from tests.helpers import Client, sample_setup, sample_telemetry_payloads
+from tests.procs import REPO
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 SEED = 7
+
+# The subprocesses import racedash from this checkout, installed or not.
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 @pytest.fixture(scope="module")
@@ -346,7 +350,7 @@ class ServerProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "racedash", "serve", "--host", "127.0.0.1", "--port", str(port),
             "--recordings-dir", str(self.tmp_path / "recordings"),
-            stdout=asyncio.subprocess.PIPE, stderr=log,
+            stdout=asyncio.subprocess.PIPE, stderr=log, env=SUBPROCESS_ENV,
         )
         log.close()
         line = await asyncio.wait_for(self.proc.stdout.readline(), 20)
@@ -466,7 +470,7 @@ async def test_simulate_command_publishes_and_exits(server):
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "racedash", "simulate", "--url", server.url,
         "--laps", "1", "--speedup", "300", "--rate", "20", "--seed", "3",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=SUBPROCESS_ENV,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from racedash.simulator.model import SETUP, CORNERS, Publication, StintModel
+import random
+
+from racedash.simulator.model import CORNERS, SETUP, Publication, StintConfig, StintModel, run_stint
 
 
 def _lap_clock(seconds: float) -> str:
@@ -41,3 +43,11 @@ def stint_table(model: StintModel, published: list[Publication]) -> str:
             lines.append(f"setup change at {pub.payload['timestamp']}: {', '.join(changed)}")
         previous = current
     return "\n".join(lines)
+
+
+def dry_run(seed: int | None, laps: int, dt: float) -> str:
+    """Run a stint instantly and return its table; a missing seed is drawn (and shown)."""
+    if seed is None:
+        seed = random.SystemRandom().randrange(1_000_000)
+    model, published = run_stint(StintConfig(seed=seed, laps=laps), dt=dt)
+    return stint_table(model, published)
