@@ -13,9 +13,9 @@ import pytest
 
 from racedash.cli import main
 from racedash.simulator import SimulationOptions
-from racedash.simulator.runner import demo
+from racedash.simulator.runner import demo, simulate
 from tests.helpers import Client
-from tests.procs import REPO
+from tests.procs import REPO, free_port
 
 DASHBOARD = re.compile(r"(http://127\.0\.0\.1:\d+)/dashboard/([0-9a-f-]{36})")
 
@@ -106,6 +106,35 @@ async def test_demo_keeps_serving_after_the_cars_finish(settings):
     assert not task.done(), "the server stays up for the dashboards"
     stop.set()
     await asyncio.wait_for(task, 10)
+
+
+async def test_simulate_waiting_for_an_absent_server_stops_on_sigint(tmp_path):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "racedash", "simulate", "--url", f"http://127.0.0.1:{free_port()}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=SUBPROCESS_ENV,
+    )
+    try:
+        line = await asyncio.wait_for(proc.stderr.readline(), 20)
+        assert b"cannot reach" in line
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+    assert b"Traceback" not in err and b"Unclosed" not in err
+
+
+async def test_a_failing_car_ends_simulate_with_its_error(server, monkeypatch):
+    from racedash.simulator.model import StintModel
+
+    def broken(self, dt):
+        raise RuntimeError("model broke")
+
+    monkeypatch.setattr(StintModel, "step", broken)
+    with pytest.raises(RuntimeError, match="model broke"):
+        await asyncio.wait_for(simulate(server.url, SimulationOptions(rate=20, seed=1), announce=lambda m: None), 10)
 
 
 def test_simulate_dry_run_prints_the_laps(capsys):

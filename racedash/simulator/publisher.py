@@ -78,6 +78,8 @@ class SimulatedMonitor:
         self.dropped = 0  # frames produced while disconnected
         self.connects = 0
         self._stopping = False
+        self._retry_delay = reconnection_delay
+        self._retry_delay_max = reconnection_delay_max
         self._assigned = asyncio.Event()
         # The monitor's client: default reconnection, no acks. handle_sigint=False: by
         # default python-socketio takes over SIGINT and cancels every task in the loop,
@@ -90,7 +92,6 @@ class SimulatedMonitor:
         )
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
-        self.sio.on("connect_error", self._on_connect_error)
         self.sio.on("session_id_assigned", self._on_assigned)
         if session_id is not None:
             self._set_session(session_id, f"{self.url}/dashboard/{session_id}")
@@ -108,10 +109,6 @@ class SimulatedMonitor:
         if not self._stopping:
             log.warning("lost %s (%s); reconnecting", self.url, reason)
 
-    async def _on_connect_error(self, data: object = None) -> None:
-        if self.connects == 0 and not self._stopping:
-            log.warning("cannot reach %s yet (%s); retrying", self.url, data)
-
     async def _on_assigned(self, data: dict) -> None:
         if self.session_id is None and isinstance(data, dict) and "session_id" in data:
             self._set_session(data["session_id"], data.get("dashboard_url") or f"{self.url}/dashboard/{data['session_id']}")
@@ -126,14 +123,7 @@ class SimulatedMonitor:
     async def run(self) -> None:
         """Connect, publish until the stint ends (or the task is cancelled), disconnect."""
         try:
-            # retry=True: like the monitor, wait for a server that is not up yet.
-            try:
-                await self.sio.connect(self.url, transports=["websocket"], retry=True, wait_timeout=10)
-            except socketio.exceptions.ConnectionError:
-                # python-socketio turns a cancelled connect-retry loop into this error.
-                if self._stopping:
-                    return
-                raise
+            await self._first_connect()
             await self._assigned.wait()
             await self._publish_all(self.model.start())
             loop = asyncio.get_running_loop()
@@ -153,6 +143,24 @@ class SimulatedMonitor:
                 await self._publish_all(self.model.step(dt))
         finally:
             await self.close()
+
+    async def _first_connect(self) -> None:
+        """Connect, waiting for a server that is not up yet, as the monitor does.
+
+        Our own loop rather than ``connect(retry=True)``: python-socketio's retry
+        loop swallows task cancellation, so Ctrl-C could not stop a simulator
+        that is still waiting for its server. Once connected, python-socketio's
+        own reconnection takes over (``shutdown()`` stops it cleanly).
+        """
+        delay = self._retry_delay
+        while True:
+            try:
+                await self.sio.connect(self.url, transports=["websocket"], wait_timeout=10)
+                return
+            except socketio.exceptions.ConnectionError as exc:
+                log.warning("cannot reach %s yet (%s); retrying in %.1f s", self.url, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._retry_delay_max)
 
     async def _publish_all(self, publications: list[Publication]) -> None:
         for pub in publications:
@@ -181,8 +189,10 @@ class SimulatedMonitor:
 
     async def close(self) -> None:
         self._stopping = True
-        # shutdown() also ends a reconnection loop that is waiting for the server.
+        # shutdown() also ends a reconnection loop that is waiting for the server;
+        # disconnect() then releases the HTTP session of a client that never connected.
         await self.sio.shutdown()
+        await self.sio.disconnect()
 
 
 def _fresh_seed() -> int:
@@ -227,16 +237,15 @@ class Fleet:
             asyncio.create_task(m.run(), name=f"racedash-sim-{i}") for i, m in enumerate(self.monitors)
         ]
 
-    async def wait(self) -> None:
-        """Until every car has finished its laps (or one fails)."""
-        await asyncio.gather(*self._tasks)
+    @property
+    def tasks(self) -> list[asyncio.Task]:
+        return list(self._tasks)
 
-    async def stop(self) -> None:
+    async def stop(self) -> list[BaseException]:
+        """Stop every car (each disconnects cleanly); returns the errors cars failed with."""
         for monitor in self.monitors:
             monitor.stopping()
         for task in self._tasks:
             task.cancel()
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Exception):
-                log.error("simulated car failed: %r", result)
+        return [r for r in results if isinstance(r, Exception)]

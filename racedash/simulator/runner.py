@@ -35,20 +35,22 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 
 
 async def _run_until(fleet: Fleet, stop: asyncio.Event) -> None:
-    """Run the fleet until every car is done or ``stop`` is set."""
+    """Run the fleet until every car is done, one fails, or ``stop`` is set; then stop it."""
     fleet.start()
-    done = asyncio.create_task(fleet.wait(), name="racedash-sim-fleet")
-    stopped = asyncio.create_task(stop.wait(), name="racedash-sim-stop")
+    stopper = asyncio.create_task(stop.wait(), name="racedash-sim-stop")
+    pending: set[asyncio.Future] = set(fleet.tasks)
     try:
-        await asyncio.wait({done, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        while pending:
+            done, pending = await asyncio.wait(pending | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+            pending.discard(stopper)
+            if stopper in done or any(not t.cancelled() and t.exception() is not None for t in done):
+                break
     finally:
-        stopped.cancel()
-        if not done.done():
-            done.cancel()
-        await asyncio.gather(done, stopped, return_exceptions=True)
-        await fleet.stop()
-    if done.done() and not done.cancelled() and done.exception() is not None:
-        raise done.exception()  # type: ignore[misc]
+        stopper.cancel()
+        await asyncio.gather(stopper, return_exceptions=True)
+        errors = await fleet.stop()
+    if errors and not stop.is_set():
+        raise errors[0]
 
 
 async def simulate(
