@@ -446,7 +446,7 @@ async def test_simulate_stops_on_request(server):
     assert not announced[0].sio.connected
 
 
-async def test_a_monitor_waits_for_a_server_that_is_not_up_yet(settings, clients):
+async def test_a_monitor_waits_for_a_server_that_is_not_up_yet(settings, clients, caplog):
     import socket
 
     with socket.socket() as probe:
@@ -457,7 +457,8 @@ async def test_a_monitor_waits_for_a_server_that_is_not_up_yet(settings, clients
     fleet.start()
     server = None
     try:
-        await asyncio.sleep(0.3)  # let the first connection attempts fail; correctness does not depend on it
+        await wait_until(lambda: any("cannot reach" in r.getMessage() for r in caplog.records))
+        assert monitor.connects == 0
         server = await RacedashServer(settings.replace(port=port)).start()
         await wait_until(lambda: monitor.sent >= 2, timeout=10)
     finally:

@@ -22,7 +22,7 @@ def stint_table(model: StintModel, published: list[Publication]) -> str:
         + "  driver / events",
     ]
     for lap in model.laps:
-        events = []
+        events = ["out of the garage"] if lap.number == 1 else []
         if lap.stopped:
             events.append(f"stop: +{lap.refuel_l:.1f} L" + (", new tyres" if lap.new_tyres else ""))
         if lap.pit_in:
