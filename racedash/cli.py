@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from racedash import __version__
 from racedash.config import Settings, SettingsError
+from racedash.errors import RacedashError
 
 if TYPE_CHECKING:
     from racedash.simulator import SimulationOptions
@@ -21,7 +22,28 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_args(args)
     _configure_logging(settings.log_level)
-    asyncio.run(serve(settings, on_ready=lambda server: print(f"racedash {__version__} serving on {server.url}", flush=True)))
+    asyncio.run(serve(settings, on_ready=_announce))
+    return 0
+
+
+def _announce(server) -> None:
+    print(f"racedash {__version__} serving on {server.url}", flush=True)
+    access = server.app.access
+    if access.generated:
+        # Like Jupyter: a fresh token each start unless RACEDASH_TEAM_TOKEN is set.
+        print(f"team login (recordings, replays): {access.login_url(server.url)}", flush=True)
+
+
+def _publish_token(args: argparse.Namespace) -> int:
+    """For token mode with a monitor configured with a fixed id: the token to give it."""
+    from racedash.ids import parse_session_id
+    from racedash.keys import derive, load_or_create_secret
+    from racedash.rights import PublishRights
+
+    settings = Settings.from_args(args)
+    session_id = parse_session_id(args.session_id)
+    secret = load_or_create_secret(settings.secret, settings.recordings_dir)
+    print(PublishRights(derive(secret, "publish-token")).token_for(session_id))
     return 0
 
 
@@ -86,10 +108,15 @@ def _demo(args: argparse.Namespace) -> int:
             settings,
             _simulation_options(args),
             cars=args.cars,
-            on_ready=lambda server: print(f"racedash {__version__} demo serving on {server.url} (Ctrl-C stops it)", flush=True),
+            on_ready=_announce_demo,
         )
     )
     return 0
+
+
+def _announce_demo(server) -> None:
+    _announce(server)
+    print("Ctrl-C stops the simulated car and the server.", flush=True)
 
 
 def _configure_logging(level: str) -> None:
@@ -128,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulation_arguments(demo)
     Settings.add_arguments(demo)
     demo.set_defaults(run=_demo)
+
+    token = commands.add_parser(
+        "publish-token",
+        help="print the publish token of a session id",
+        description="Print the publish_token of a session id (for monitors configured with a fixed id "
+        "when RACEDASH_PUBLISH_AUTH=token). Uses the same secret as the server.",
+    )
+    token.add_argument("session_id")
+    Settings.add_arguments(token)
+    token.set_defaults(run=_publish_token)
     return parser
 
 
@@ -136,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except SettingsError as exc:
+    except (SettingsError, RacedashError) as exc:
         parser.exit(2, f"racedash: {exc}\n")
     except OSError as exc:
         # e.g. the port is taken: a clean message, not a traceback.

@@ -73,3 +73,19 @@ async def test_unknown_api_route_gets_json_404(server):
 async def test_vendored_client_is_served(server):
     response = await fetch(server, "/static/vendor/socket.io-client/socket.io.min.js")
     assert response.code == 200 and b"Socket.IO v4.8.1" in response.body
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../setup.py",
+        "/static/..%2F..%2Fsetup.py",
+        "/static/%2e%2e/%2e%2e/setup.py",
+        "/static//etc/passwd",
+        "/dashboard/..%2F..%2F..%2Fetc%2Fpasswd",
+    ],
+)
+async def test_traversal_urls_never_serve_files_outside_static(server, path):
+    response = await fetch(server, path)
+    assert response.code in (400, 403, 404)
+    assert b"install_requires" not in response.body and b"root:" not in response.body
