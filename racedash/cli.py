@@ -68,10 +68,14 @@ def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=None, help="random seed; car i uses seed+i [default: random]")
 
 
-def _simulation_options(args: argparse.Namespace, session_id: str | None = None) -> "SimulationOptions":
+def _simulation_options(
+    args: argparse.Namespace, session_id: str | None = None, publish_token: str | None = None
+) -> "SimulationOptions":
     from racedash.simulator import SimulationOptions
 
-    return SimulationOptions(rate=args.rate, speedup=args.speedup, laps=args.laps, seed=args.seed, session_id=session_id)
+    return SimulationOptions(
+        rate=args.rate, speedup=args.speedup, laps=args.laps, seed=args.seed, session_id=session_id, publish_token=publish_token
+    )
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -91,7 +95,10 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(summary.dry_run(seed=args.seed, laps=args.laps or 20, dt=args.speedup / args.rate))
         return 0
-    asyncio.run(runner.simulate(args.url, _simulation_options(args, session_id), cars=args.cars))
+    if args.publish_token is not None and session_id is None:
+        raise SettingsError("--publish-token goes with --session-id (an assigned session's token is kept anyway)")
+    options = _simulation_options(args, session_id, args.publish_token)
+    asyncio.run(runner.simulate(args.url, options, cars=args.cars))
     return 0
 
 
@@ -142,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--url", default="http://127.0.0.1:5000", help="server to publish to [default http://127.0.0.1:5000]")
     simulate.add_argument("--session-id", default=None, help="publish under this session id instead of requesting one")
+    simulate.add_argument(
+        "--publish-token", default=None, help="the --session-id's publish token, for a server in token mode (racedash publish-token ID)"
+    )
     simulate.add_argument("--dry-run", action="store_true", help="print the stint's laps (default 20) as a table; no server")
     _add_simulation_arguments(simulate)
     simulate.set_defaults(run=_simulate)

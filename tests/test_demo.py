@@ -149,6 +149,7 @@ def test_simulate_dry_run_prints_the_laps(capsys):
     [
         ["simulate", "--cars", "2", "--session-id", str(uuid.uuid4())],
         ["simulate", "--session-id", "not-a-uuid"],
+        ["simulate", "--publish-token", "abc"],
         ["simulate", "--rate", "0"],
         ["simulate", "--speedup", "-1"],
         ["demo", "--laps", "0"],

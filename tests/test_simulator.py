@@ -345,11 +345,11 @@ class ServerProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
 
-    async def start(self, port: int = 0) -> "ServerProcess":
+    async def start(self, port: int = 0, *extra: str) -> "ServerProcess":
         log = open(self.tmp_path / f"server-{port}.log", "ab")
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "racedash", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--recordings-dir", str(self.tmp_path / "recordings"),
+            "--recordings-dir", str(self.tmp_path / "recordings"), *extra,
             stdout=asyncio.subprocess.PIPE, stderr=log, env=SUBPROCESS_ENV,
         )
         log.close()
@@ -368,8 +368,11 @@ class ServerProcess:
         return await asyncio.wait_for(self.proc.wait(), 20)
 
 
-async def test_reconnect_after_a_server_restart_keeps_the_session_id(tmp_path, clients):
-    first = await ServerProcess(tmp_path).start()
+@pytest.mark.parametrize("publish_auth", ["compat", "token"])
+async def test_reconnect_after_a_server_restart_keeps_the_session_id(tmp_path, clients, publish_auth):
+    """In token mode the kept publish_token (sent in the connect auth) is what lets it continue."""
+    mode = ("--publish-auth", publish_auth)
+    first = await ServerProcess(tmp_path).start(0, *mode)
     second = ServerProcess(tmp_path)
     monitor = monitor_for(first.url, speedup=5.0, reconnection_delay=0.1, reconnection_delay_max=0.3)
     fleet = Fleet([monitor])
@@ -379,7 +382,7 @@ async def test_reconnect_after_a_server_restart_keeps_the_session_id(tmp_path, c
         session_id = monitor.session_id
         assert await first.stop() == 0
         await wait_until(lambda: not monitor.sio.connected)
-        await second.start(first.port)
+        await second.start(first.port, *mode)
         viewer = Client(second.url)
         clients.append(viewer)
         await viewer.connect()
@@ -387,6 +390,7 @@ async def test_reconnect_after_a_server_restart_keeps_the_session_id(tmp_path, c
         frames = await viewer.wait_for("telemetry_update", count=3, timeout=10)
         assert all(f["session_id"] == session_id for f in frames)
         assert monitor.session_id == session_id and monitor.connects == 2
+        assert monitor.publish_token, "kept from session_id_assigned"
         # Like the real monitor, it neither asked for a new id nor sent its setup again.
         assert "session_id_assigned" not in viewer.events and "setup_update" not in viewer.events
         assert join["ok"] is True and join["has_setup"] is False
@@ -394,6 +398,27 @@ async def test_reconnect_after_a_server_restart_keeps_the_session_id(tmp_path, c
         await fleet.stop()
         await first.stop()
         await second.stop()
+
+
+async def test_a_given_session_id_with_its_token_publishes_in_token_mode(settings, clients):
+    server = await RacedashServer(settings.replace(publish_auth="token")).start()
+    session_id = str(uuid.uuid4())
+    try:
+        viewer = Client(server.url)
+        clients.append(viewer)
+        await viewer.connect()
+        await viewer.call("join_session", {"session_id": session_id})
+        token = server.app.rights.token_for(session_id)
+        monitor = monitor_for(server.url, session_id=session_id, publish_token=token)
+        fleet = Fleet([monitor])
+        fleet.start()
+        try:
+            frames = await viewer.wait_for("telemetry_update", count=3)
+        finally:
+            await fleet.stop()
+        assert {f["session_id"] for f in frames} == {session_id}
+    finally:
+        await server.stop()
 
 
 async def test_several_cars_publish_into_their_own_sessions(server, clients):

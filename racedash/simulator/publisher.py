@@ -8,6 +8,12 @@ publishing under the same session id without asking again, like the real
 monitor after a server restart. Frames produced while disconnected are lost,
 as they would be with the monitor.
 
+One additive difference: it keeps the ``publish_token`` from
+``session_id_assigned`` (or ``--publish-token``) and presents it in the
+Socket.IO ``auth`` of every (re)connection, so it also keeps its session in
+the server's strict token mode (docs/security.md). In the default compat mode
+this changes nothing.
+
 Sending runs on an absolute schedule (``t0 + k / rate``) so the stream does not
 drift; each frame advances the model by ``speedup / rate`` sim seconds.
 """
@@ -42,6 +48,7 @@ class SimulationOptions:
     laps: int | None = None  # stop after this many laps
     seed: int | None = None  # None: a fresh random seed per run
     session_id: str | None = None  # publish under this id instead of requesting one
+    publish_token: str | None = None  # for a given session id in token mode
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -63,6 +70,7 @@ class SimulatedMonitor:
         rate: float = 2.0,
         speedup: float = 1.0,
         session_id: str | None = None,
+        publish_token: str | None = None,
         announce: Announce = print_dashboard,
         reconnection_delay: float = 1.0,
         reconnection_delay_max: float = 5.0,
@@ -72,6 +80,7 @@ class SimulatedMonitor:
         self.rate = rate
         self.speedup = speedup
         self.session_id = session_id
+        self.publish_token = publish_token
         self.dashboard_url: str | None = None
         self.announce = announce
         self.sent = 0  # telemetry frames handed to the socket
@@ -109,8 +118,14 @@ class SimulatedMonitor:
         if not self._stopping:
             log.warning("lost %s (%s); reconnecting", self.url, reason)
 
+    def _auth(self) -> dict | None:
+        """Evaluated by python-socketio on every (re)connection attempt."""
+        return {"publish_token": self.publish_token} if self.publish_token else None
+
     async def _on_assigned(self, data: dict) -> None:
         if self.session_id is None and isinstance(data, dict) and "session_id" in data:
+            if isinstance(data.get("publish_token"), str):
+                self.publish_token = data["publish_token"]
             self._set_session(data["session_id"], data.get("dashboard_url") or f"{self.url}/dashboard/{data['session_id']}")
 
     def _set_session(self, session_id: str, dashboard_url: str) -> None:
@@ -155,7 +170,7 @@ class SimulatedMonitor:
         delay = self._retry_delay
         while True:
             try:
-                await self.sio.connect(self.url, transports=["websocket"], wait_timeout=10)
+                await self.sio.connect(self.url, auth=self._auth, transports=["websocket"], wait_timeout=10)
                 return
             except socketio.exceptions.ConnectionError as exc:
                 log.warning("cannot reach %s yet (%s); retrying in %.1f s", self.url, exc, delay)
@@ -219,6 +234,7 @@ def build_monitors(
                 rate=options.rate,
                 speedup=options.speedup,
                 session_id=options.session_id,
+                publish_token=options.publish_token,
                 announce=announce,
             )
         )
