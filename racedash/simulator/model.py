@@ -47,7 +47,8 @@ def _decay(tau: float) -> float:
 # Thermal time constants (s) as per-tick factors: tyre cores warm over ~2 laps,
 # surfaces and brakes react within a braking zone, engine water over minutes.
 _K_CORE = {"track": _decay(45.0), "limiter": _decay(60.0), "stop": _decay(150.0), "garage": _decay(150.0)}
-_CORE_OFFSET = {"fl": 4.0, "fr": 1.0, "rl": 2.5, "rr": 0.0}
+_CORE_OFFSET = {"fl": 4.0, "fr": 1.0, "rl": 2.5, "rr": 0.0}  # corner-to-corner spread at racing speed
+_OFFSET_SHARE = {"track": 1.0, "limiter": 0.4, "stop": 0.0, "garage": 0.0}
 _K_SURFACE = _decay(2.5)
 _K_BRAKE_HEAT = _decay(0.9)
 _K_BRAKE_COOL = {"track": _decay(7.0), "limiter": _decay(15.0), "stop": _decay(60.0), "garage": _decay(60.0)}
@@ -556,7 +557,7 @@ class StintModel:
         core, surface, brakes = self._tyre_core, self._tyre_surface, self._brakes
         share = self._brake_share()
         for c in CORNERS:
-            target = core_base + _CORE_OFFSET[c] if mode == "track" else core_base
+            target = core_base + _CORE_OFFSET[c] * _OFFSET_SHARE[mode]
             core[c] = target + (core[c] - target) * core_k
             load = front_load if c[0] == "f" else rear_load
             surface[c] = load + (surface[c] - load) * _K_SURFACE
