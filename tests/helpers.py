@@ -10,9 +10,9 @@ from typing import Any
 
 import socketio
 
-# ../shared/data from the checkout; git worktrees sit one level deeper, so look upwards.
+# ../shared/data beside the checkout; from a git worktree deeper down, the nearest one above it.
 SHARED_DATA = next(
-    (p / "shared" / "data" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
+    (p / "shared" / "data" for p in Path(__file__).resolve().parents[1:] if (p / "shared" / "data").is_dir()),
     Path(__file__).resolve().parents[2] / "shared" / "data",
 )
 
@@ -68,7 +68,6 @@ class Client:
     async def close(self) -> None:
         await self.sio.disconnect()
         await self.sio.shutdown()
-        # When the server dropped us first, engine.io may leave its aiohttp session open.
         http = self.sio.eio.http
-        if http is not None and not http.closed:
+        if http is not None and not http.closed:  # left open when the connect itself failed
             await http.close()

@@ -143,9 +143,9 @@ async def test_cross_origin_connection_is_refused_by_default(server, clients):
     import socketio
 
     foreign = Client(server.url)
+    clients.append(foreign)
     with pytest.raises(socketio.exceptions.ConnectionError):
         await foreign.connect(headers={"Origin": "http://evil.example"})
-    await foreign.close()  # also closes the aiohttp session the refused connect opened
     same = await connect(server, clients, headers={"Origin": server.url})
     assert same.sio.connected
 
