@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
@@ -305,3 +306,53 @@ async def test_recovers_after_server_restart_and_fills_the_gap(tmp_path, clients
     finally:
         for srv in servers:
             await srv.stop()
+
+
+async def test_simulated_car_stint_with_setup_change(server, clients):
+    """The project's simulator publishes a stint; the page measures it like the model ran it."""
+    import asyncio
+    import uuid
+
+    from racedash.simulator import SimulatedMonitor, StintConfig, StintModel
+
+    session_id = str(uuid.uuid4())
+    model = StintModel(StintConfig(seed=11, laps=7))
+    monitor = SimulatedMonitor(
+        server.url, model, rate=10, speedup=150, session_id=session_id, announce=lambda _m: None
+    )
+    async with chromium() as browser:
+        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        page = tab.page
+        await connected(page)
+        run = asyncio.create_task(monitor.run())
+        try:
+            await asyncio.wait_for(asyncio.shield(run), 60)
+        finally:
+            if not run.done():
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+        completed = list(model.laps)
+        assert len(completed) == 7
+        await expect(field(page, "driver")).not_to_have_text("—")
+        await expect(field(page, "car")).to_have_text(model.car.name)
+        # The driver changed a setting mid-stint: highlighted old -> new.
+        await expect(page.locator("#setup-change")).to_be_visible()
+        await expect(page.locator("#setup-change li.change").first).to_contain_text("→")
+        await expect(page.locator("#setup-history-count")).not_to_have_text("0")
+        # Lap times measured from lap transitions match the model's own laps.
+        measured = await page.evaluate(
+            "() => window.racedash.tracker.laps.filter(l => l.time !== null).map(l => [l.lap, l.time])"
+        )
+        truth = {lap.number: lap.lap_time for lap in completed}
+        assert len(measured) >= 5
+        for number, time in measured:
+            assert time == pytest.approx(truth[number], abs=0.05), (number, time, truth[number])
+        best = min(truth[n] for n, _t in measured)
+        minutes, seconds = (await field(page, "best_lap").inner_text()).split(":")
+        assert int(minutes) * 60 + float(seconds) == pytest.approx(best, abs=0.05)
+        per_lap = await field(page, "fuel_per_lap").inner_text()
+        assert per_lap.endswith(" L") and 2.0 < float(per_lap.split()[0]) < 4.5
+        for corner in ("fl", "fr", "rl", "rr"):
+            await expect(field(page, f"temp_{corner}")).to_have_text(re.compile(r"^\d+ °C$"))
+        await tab.screenshot("dashboard-simulator")
+        tab.assert_clean()
