@@ -67,8 +67,10 @@ function row(rec) {
   badge.className = rec.live ? "badge mode-live" : "badge ended";
   badge.textContent = rec.live ? "LIVE" : typeof rec.state === "string" && rec.state !== "live" ? rec.state : "ended";
   status.append(badge);
-  const actions = document.createElement("td");
+  const cellActions = document.createElement("td");
+  const actions = document.createElement("div");
   actions.className = "actions";
+  cellActions.append(actions);
   const replay = document.createElement("button");
   replay.type = "button";
   replay.className = "btn";
@@ -80,7 +82,7 @@ function row(rec) {
   download.textContent = "Download";
   download.setAttribute("download", `${rec.session_id}.jsonl`);
   actions.append(replay, download);
-  tr.append(status, actions);
+  tr.append(status, cellActions);
   return tr;
 }
 
