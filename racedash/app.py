@@ -15,9 +15,15 @@ import socketio
 import tornado.web
 
 from racedash import paths
+from racedash.api import api_routes
 from racedash.broadcast import Broadcaster, SocketIOBroadcaster
-from racedash.config import Settings
+from racedash.config import Settings, SettingsError
+from racedash.history import HistoryOptions, SessionHistory
 from racedash.live import LiveNamespace
+from racedash.recording.recorder import Recorder
+from racedash.recording.retention import Retention, RetentionPolicy
+from racedash.recording.store import RecordingStore
+from racedash.recording.writer import WriterOptions
 from racedash.sessions import SessionRegistry
 from racedash.validation import Validators
 from racedash.web import (
@@ -42,10 +48,18 @@ class Racedash:
     broadcaster: Broadcaster
     status: ServerStatus
     tasks: set[asyncio.Task] = field(default_factory=set)
+    # --- recordings (None when recording is off) ---
+    store: RecordingStore | None = None
+    recorder: Recorder | None = None
+    retention: Retention | None = None
 
     def start_background(self) -> None:
         """Start the periodic jobs; call once the event loop runs."""
         self._own(asyncio.create_task(self._reap_idle_sessions(), name="racedash-reaper"))
+        if self.recorder is not None:
+            self.recorder.check_directory()
+        if self.retention is not None and self.retention.policy.enabled:
+            self._own(asyncio.create_task(self._apply_retention(), name="racedash-retention"))
 
     def _own(self, task: asyncio.Task) -> None:
         self.tasks.add(task)
@@ -58,6 +72,17 @@ class Racedash:
             for session in self.registry.idle_sessions(self.settings.session_idle_seconds, time.monotonic()):
                 if not session.viewer_sids:
                     self.registry.end(session.id)
+                    if self.recorder is not None:
+                        await self.recorder.close_session(session.id, ended=True)
+
+    async def _apply_retention(self) -> None:
+        assert self.retention is not None
+        while True:
+            try:
+                await self.retention.run_once()
+            except Exception:  # noqa: BLE001 - a failed pass must not end retention for good
+                log.exception("retention pass failed")
+            await asyncio.sleep(self.settings.retention_check_seconds)
 
     async def close(self) -> None:
         """Disconnect every client and stop background work."""
@@ -66,6 +91,8 @@ class Racedash:
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.sio.shutdown()
+        if self.recorder is not None:
+            await self.recorder.close()
 
 
 def _cors_origins(settings: Settings) -> list[str] | None:
@@ -82,15 +109,42 @@ def make_app(settings: Settings) -> Racedash:
         logger=False,
         engineio_logger=False,
     )
-    registry = SessionRegistry()
-    broadcaster = SocketIOBroadcaster(sio)
+    store = RecordingStore(settings.recordings_dir)
+    recorder = _make_recorder(settings, store) if settings.recording_enabled else None
+    if recorder is not None:
+        store.live_summaries = recorder.live_summaries
+        registry = SessionRegistry(sink=recorder, restore=recorder.restore, ring_size=settings.ring_frames)
+    else:
+        registry = SessionRegistry(ring_size=settings.ring_frames)
     status = ServerStatus(registry)
+    if recorder is not None:
+        recorder.problems = status.problems  # disk trouble shows on /healthz and the status page
+    broadcaster = SocketIOBroadcaster(sio)
+    history = SessionHistory(
+        HistoryOptions(
+            window_seconds=settings.history_seconds,
+            max_points=settings.history_max_points,
+            max_catch_up=settings.catch_up_max_frames,
+        ),
+        store=store if recorder is not None else None,
+        flush=recorder.flush if recorder is not None else SessionHistory.no_flush,
+    )
+    retention = Retention(
+        store,
+        RetentionPolicy(
+            max_age_seconds=settings.retention_max_age_days * 86400,
+            max_total_bytes=int(settings.retention_max_total_mb * 1024 * 1024),
+        ),
+        is_live=lambda session_id: registry.get(session_id) is not None
+        or (recorder is not None and recorder.is_live(session_id)),
+    )
     sio.register_namespace(
         LiveNamespace(
             registry=registry,
             broadcaster=broadcaster,
             validators=Validators(),
             public_url=settings.public_url,
+            history=history,
         )
     )
     deps = {"status": status}
@@ -99,6 +153,7 @@ def make_app(settings: Settings) -> Racedash:
             (r"/", StatusPageHandler, deps),
             (r"/healthz", HealthHandler, deps),
             (r"/dashboard/([^/]+)", DashboardHandler),
+            *api_routes(store),
             (r"/socket.io/", socketio.get_tornado_handler(sio)),
         ],
         template_path=str(paths.templates_dir()),
@@ -114,4 +169,26 @@ def make_app(settings: Settings) -> Racedash:
         registry=registry,
         broadcaster=broadcaster,
         status=status,
+        store=store,
+        recorder=recorder,
+        retention=retention,
+    )
+
+
+def _make_recorder(settings: Settings, store: RecordingStore) -> Recorder:
+    try:
+        options = _writer_options(settings)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return Recorder(store, options, ring_size=settings.ring_frames)
+
+
+def _writer_options(settings: Settings) -> WriterOptions:
+    return WriterOptions(
+        flush_seconds=settings.recording_flush_seconds,
+        fsync=settings.recording_fsync,
+        fsync_seconds=settings.recording_fsync_seconds,
+        retry_seconds=settings.recording_retry_seconds,
+        max_pending_bytes=int(settings.recording_max_pending_mb * 1024 * 1024),
+        summary_seconds=settings.recording_summary_seconds,
     )

@@ -16,6 +16,7 @@ import socketio
 
 from racedash.broadcast import Broadcaster
 from racedash.errors import InternalError, InvalidPayload, RacedashError
+from racedash.history import HistoryOptions, SessionHistory
 from racedash.sessions import SETUP, TELEMETRY, Frame, Session, SessionRegistry, frame_event
 from racedash.validation import Validators
 
@@ -33,10 +34,12 @@ class LiveNamespace(socketio.AsyncNamespace):
         broadcaster: Broadcaster,
         validators: Validators,
         public_url: str = "",
+        history: SessionHistory | None = None,
         namespace: str = "/",
     ) -> None:
         super().__init__(namespace)
         self.registry = registry
+        self.history = history or SessionHistory(HistoryOptions())
         self.broadcaster = broadcaster
         self.validators = validators
         self.public_url = public_url.rstrip("/")
@@ -112,26 +115,25 @@ class LiveNamespace(socketio.AsyncNamespace):
     async def join_session(self, sid: str, payload: Any) -> dict:
         payload = self.validators.join_session(payload)
         session = await self.registry.take_up(self.validators.session_id_of(payload))
-        await self.enter_room(sid, session.id)
+        last_seq = payload.get("last_seq")
+        joined = await self.history.join(
+            session,
+            last_seq,
+            send=lambda event, data: self.broadcaster.to_client(sid, event, data),
+            enter=lambda: self.enter_room(sid, session.id),
+        )
         self.registry.add_viewer(session, sid)
-        for frame in self._catch_up_frames(session, payload.get("last_seq")):
-            event, data = frame_event(session.id, frame)
-            await self.broadcaster.to_client(sid, event, data)
-        return {
+        ack = {
             "ok": True,
             "session_id": session.id,
-            "seq": session.next_seq - 1,
+            "seq": joined.seq,
             "has_setup": session.setup is not None,
             "has_telemetry": session.telemetry is not None,
         }
-
-    def _catch_up_frames(self, session: Session, last_seq: int | None) -> list[Frame]:
-        """What a joiner is sent before live frames: the missed frames, or the current state."""
         if last_seq is not None:
-            missed = session.frames_after(last_seq)
-            if missed is not None:
-                return missed
-        return [f for f in (session.setup, session.telemetry) if f is not None]
+            # Additive: how many missed frames were sent, or null when the state was sent instead.
+            ack["missed"] = joined.missed
+        return ack
 
     async def leave_session(self, sid: str, payload: Any) -> dict:
         payload = self.validators.join_session(payload)

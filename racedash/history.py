@@ -1,0 +1,155 @@
+"""What a viewer receives when it joins: missed frames, or the state and recent history.
+
+Joining with ``last_seq`` sends exactly the frames after it (from the
+session's in-memory ring, or from the recording when the ring no longer
+reaches back). Joining without it sends the current setup, a
+``telemetry_history`` event (the session's recent telemetry, downsampled
+when long) and the latest telemetry. Either way the viewer enters the
+session's room only once nothing newer is left to send, in the same step
+(no suspension) as that check: python-socketio computes a broadcast's
+recipients when the frame is stamped, so every frame is delivered exactly
+once — before entering by the join, after entering by the room.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from racedash.recording.store import RecordingStore
+from racedash.sessions import TELEMETRY, Frame, Session, frame_event
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str, Any], Awaitable[None]]
+Enter = Callable[[], Awaitable[None]]
+Flush = Callable[[str], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class HistoryOptions:
+    window_seconds: float = 1800.0
+    max_points: int = 600
+    max_catch_up: int = 7200
+
+
+@dataclass
+class JoinResult:
+    seq: int  # the last seq this viewer has been sent before live frames
+    missed: int | None  # frames sent for last_seq, or None when it got the state instead
+    history: int  # telemetry_history points sent
+
+
+def downsample(frames: list[Frame], max_points: int) -> list[Frame]:
+    """At most ``max_points`` frames evenly spread over ``frames``, first and last kept."""
+    n = len(frames)
+    if n <= max_points:
+        return frames
+    if max_points <= 1:
+        return frames[-1:]
+    step = (n - 1) / (max_points - 1)
+    return [frames[round(i * step)] for i in range(max_points)]
+
+
+class SessionHistory:
+    def __init__(
+        self,
+        options: HistoryOptions,
+        *,
+        store: RecordingStore | None = None,
+        flush: Flush | None = None,
+    ) -> None:
+        self.options = options
+        self.store = store
+        self.flush = flush or self.no_flush
+
+    @staticmethod
+    async def no_flush(session_id: str) -> bool:
+        """For a server that does not record: nothing is ever waiting to be written."""
+        return True
+
+    # -- the join sequence -------------------------------------------------------------
+    async def join(self, session: Session, last_seq: int | None, send: Send, enter: Enter) -> JoinResult:
+        missed = None if last_seq is None else await self.missed(session, last_seq)
+        history = 0
+        if missed is None:
+            upto = session.next_seq - 1
+            setup, telemetry = session.setup, session.telemetry
+            points = await self.history_payload(session, upto)
+            if setup is not None:
+                await send(*frame_event(session.id, setup))
+            if points["frames"]:
+                history = len(points["frames"])
+                await send("telemetry_history", points)
+            if telemetry is not None:
+                await send(*frame_event(session.id, telemetry))
+        else:
+            for frame in missed:
+                await send(*frame_event(session.id, frame))
+            upto = missed[-1].seq if missed else last_seq  # type: ignore[assignment]
+        upto = max(upto, 0)
+        # Frames stamped while we were sending: send them too, until none is left.
+        while True:
+            newer = session.frames_after(upto)
+            if newer is None:  # the ring moved past us meanwhile: read the gap back
+                newer = await self._from_recording(session, upto)
+                if not newer:
+                    newer = list(session.recent)  # the recording has nothing: do not spin
+            if not newer:
+                await enter()
+                if session.next_seq - 1 != upto:
+                    log.error("session %s: a frame was stamped while entering the room", session.id[:8])
+                break
+            for frame in newer:
+                await send(*frame_event(session.id, frame))
+                upto = frame.seq
+        return JoinResult(seq=upto, missed=None if missed is None else len(missed), history=history)
+
+    async def missed(self, session: Session, last_seq: int) -> list[Frame] | None:
+        """Frames after ``last_seq``; None when they cannot be sent (then the viewer gets the state)."""
+        current = session.next_seq - 1
+        if last_seq > current or current - last_seq > self.options.max_catch_up:
+            return None  # a viewer ahead of the server (frames lost to a crash) or too far behind
+        in_ring = session.frames_after(last_seq)
+        if in_ring is not None:
+            return in_ring
+        frames = await self._from_recording(session, last_seq)
+        return frames or None
+
+    async def _from_recording(self, session: Session, after_seq: int) -> list[Frame]:
+        if self.store is None:
+            return []
+        ring_start = session.recent[0].seq if session.recent else session.next_seq
+        await self.flush(session.id)
+        older = await self.store.frames_between(session.id, after_seq, ring_start)
+        last = older[-1].seq if older else after_seq
+        return older + [f for f in list(session.recent) if f.seq > last]
+
+    # -- telemetry_history -------------------------------------------------------------
+    async def history_payload(self, session: Session, upto: int) -> dict[str, Any]:
+        """The ``telemetry_history`` event: telemetry of the last ``window_seconds`` before the latest frame."""
+        frames = await self.recent_telemetry(session, upto)
+        points = downsample(frames, self.options.max_points)
+        return {
+            "session_id": session.id,
+            "window_seconds": self.options.window_seconds,
+            "count": len(frames),
+            "downsampled": len(points) < len(frames),
+            "frames": [{"seq": f.seq, "t": f.received, "telemetry": f.payload.get("telemetry")} for f in points],
+        }
+
+    async def recent_telemetry(self, session: Session, upto: int) -> list[Frame]:
+        latest = session.telemetry
+        if latest is None:
+            return []
+        since = latest.received - self.options.window_seconds
+        ring = [f for f in session.recent if f.kind == TELEMETRY and f.seq <= upto]
+        ring_start = session.recent[0] if session.recent else None
+        covered = ring_start is not None and (ring_start.seq == 1 or ring_start.received <= since)
+        older: list[Frame] = []
+        if not covered and self.store is not None:
+            before = ring_start.seq if ring_start is not None else upto + 1
+            await self.flush(session.id)
+            older = await self.store.telemetry_since(session.id, since, before)
+        return [f for f in older + ring if f.received >= since]
