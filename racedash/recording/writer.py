@@ -185,7 +185,7 @@ class RecordingWriter:
             pass
 
     async def _commit(self) -> bool:
-        batch = self._pending
+        batch = self._pending[:]  # lines appended while we await are left for the next commit
         data = b"".join(line for line, _ in batch)
         try:
             if self._file is None:
