@@ -8,11 +8,14 @@ when long) and the latest telemetry. Either way the viewer enters the
 session's room only once nothing newer is left to send, in the same step
 (no suspension) as that check: python-socketio computes a broadcast's
 recipients when the frame is stamped, so every frame is delivered exactly
-once — before entering by the join, after entering by the room.
+once — before entering by the join, after entering by the room. For that
+last step the session's publishers are held (``Session.hold``) so a busy
+stream cannot keep the joiner chasing it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -89,22 +92,35 @@ class SessionHistory:
                 await send(*frame_event(session.id, frame))
             upto = missed[-1].seq if missed else last_seq  # type: ignore[assignment]
         upto = max(upto, 0)
-        # Frames stamped while we were sending: send them too, until none is left.
-        while True:
+        # Frames stamped while we were sending: one round freely, then with the
+        # session's publishers held, so that a busy stream cannot keep us chasing.
+        upto = await self._send_newer(session, upto, send, rounds=1)
+        hold = asyncio.get_running_loop().create_future()
+        session.hold = hold
+        try:
+            upto = await self._send_newer(session, upto, send, rounds=None)
+            await enter()  # no suspension between the last check and entering
+        finally:
+            session.hold = None
+            hold.set_result(None)
+        return JoinResult(seq=upto, missed=None if missed is None else len(missed), history=history)
+
+    async def _send_newer(self, session: Session, upto: int, send: Send, rounds: int | None) -> int:
+        """Send the frames after ``upto``, ``rounds`` times or until none is left; returns the last seq sent."""
+        while rounds is None or rounds > 0:
+            if rounds is not None:
+                rounds -= 1
             newer = session.frames_after(upto)
             if newer is None:  # the ring moved past us meanwhile: read the gap back
                 newer = await self._from_recording(session, upto)
                 if not newer:
-                    newer = list(session.recent)  # the recording has nothing: do not spin
+                    newer = [f for f in session.recent if f.seq > upto]  # nothing recorded: do not spin
             if not newer:
-                await enter()
-                if session.next_seq - 1 != upto:
-                    log.error("session %s: a frame was stamped while entering the room", session.id[:8])
-                break
+                return upto
             for frame in newer:
                 await send(*frame_event(session.id, frame))
                 upto = frame.seq
-        return JoinResult(seq=upto, missed=None if missed is None else len(missed), history=history)
+        return upto
 
     async def missed(self, session: Session, last_seq: int) -> list[Frame] | None:
         """Frames after ``last_seq``; None when they cannot be sent (then the viewer gets the state)."""
@@ -118,13 +134,24 @@ class SessionHistory:
         return frames or None
 
     async def _from_recording(self, session: Session, after_seq: int) -> list[Frame]:
-        if self.store is None:
-            return []
-        ring_start = session.recent[0].seq if session.recent else session.next_seq
-        await self.flush(session.id)
-        older = await self.store.frames_between(session.id, after_seq, ring_start)
-        last = older[-1].seq if older else after_seq
-        return older + [f for f in list(session.recent) if f.seq > last]
+        """Frames after ``after_seq``: the recorded ones older than the ring, then the ring's.
+
+        Reading the file suspends, and meanwhile the ring moves on: read again
+        until the recorded part meets the ring (or the recording has no more).
+        """
+        frames: list[Frame] = []
+        last = after_seq
+        while True:
+            ring = list(session.recent)
+            ring_start = ring[0].seq if ring else session.next_seq
+            if ring_start <= last + 1 or self.store is None:
+                return frames + [f for f in ring if f.seq > last]
+            await self.flush(session.id)
+            older = await self.store.frames_between(session.id, last, ring_start)
+            if not older:  # not recorded (recording failed or off): leave the gap
+                return frames + [f for f in list(session.recent) if f.seq > last]
+            frames += older
+            last = older[-1].seq
 
     # -- telemetry_history -------------------------------------------------------------
     async def history_payload(self, session: Session, upto: int) -> dict[str, Any]:
