@@ -77,7 +77,7 @@ async def test_last_seq_from_before_the_setup_includes_it(tmp_path, servers, cli
 async def test_rejoin_while_publishing_has_no_gap_and_no_duplicate(tmp_path, servers, clients, ring_frames):
     srv = await start(servers, tmp_path, ring_frames=ring_frames, recording_flush_seconds=0.02)
     monitor, session_id = await publish(srv, clients, 20)
-    total = 300
+    total = 150
 
     async def keep_publishing() -> None:
         for lap in range(20, 20 + total):
