@@ -62,7 +62,9 @@ class Server:
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "racedash", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--recordings-dir", str(recordings), "--log-level", "WARNING", *args],
+             "--recordings-dir", str(recordings), "--log-level", "WARNING",
+             # A load test is not abuse: lift the per-connection event rate limit.
+             "--events-per-second", "1000000", "--event-burst", "1000000", *args],
             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )
         line = self.process.stdout.readline().decode()

@@ -1,8 +1,8 @@
 """The REST API over recordings (docs/protocol.md, "Recordings API").
 
 Every handler derives from :class:`ApiHandler`, whose ``prepare`` applies the
-access policy it was given: access control (the security issue) is added by
-passing another policy in :func:`racedash.app.make_app`, in one place.
+access policy it was given, in one place: :func:`racedash.app.make_app`
+passes :func:`team_only` (docs/security.md).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Callable
 import aiofiles
 import tornado.web
 
+from racedash.auth import TeamAccess
 from racedash.errors import InvalidSessionId, UnknownRecording
 from racedash.ids import parse_session_id
 from racedash.recording.store import RecordingStore
@@ -23,10 +24,20 @@ AccessPolicy = Callable[[tornado.web.RequestHandler], None]
 
 
 def open_access(handler: tornado.web.RequestHandler) -> None:
-    """The policy until team access exists: whoever reaches the server may read recordings.
+    """Whoever reaches the server may read recordings (for embedding the API behind other access control).
 
     A policy refuses a request by raising (e.g. ``tornado.web.HTTPError(403)``).
     """
+
+
+def team_only(access: TeamAccess) -> AccessPolicy:
+    """Recordings belong to the team (docs/security.md): a team cookie or bearer token is required."""
+
+    def policy(handler: tornado.web.RequestHandler) -> None:
+        if not access.is_team_request(handler):
+            raise tornado.web.HTTPError(401, reason="Team login required")
+
+    return policy
 
 
 class ApiHandler(BaseHandler):

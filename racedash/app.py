@@ -13,22 +13,28 @@ from dataclasses import dataclass, field
 
 import socketio
 import tornado.web
+import tornado.websocket
 
 from racedash import paths
-from racedash.api import api_routes
+from racedash.api import api_routes, team_only
+from racedash.auth import TeamAccess
 from racedash.broadcast import Broadcaster, SocketIOBroadcaster
 from racedash.config import Settings, SettingsError
 from racedash.history import HistoryOptions, SessionHistory
+from racedash.keys import derive, load_or_create_secret
+from racedash.limits import ConnectionLimits
 from racedash.live import LiveNamespace
 from racedash.recording.recorder import Recorder
 from racedash.recording.retention import Retention, RetentionPolicy
 from racedash.recording.store import RecordingStore
 from racedash.recording.writer import WriterOptions
+from racedash.rights import PublishRights
 from racedash.sessions import SessionRegistry
 from racedash.validation import Validators
 from racedash.web import (
     DashboardHandler,
     HealthHandler,
+    LoginHandler,
     NotFoundHandler,
     ServerStatus,
     StatusPageHandler,
@@ -47,6 +53,8 @@ class Racedash:
     registry: SessionRegistry
     broadcaster: Broadcaster
     status: ServerStatus
+    access: TeamAccess
+    rights: PublishRights
     tasks: set[asyncio.Task] = field(default_factory=set)
     # --- recordings (None when recording is off) ---
     store: RecordingStore | None = None
@@ -109,17 +117,20 @@ def make_app(settings: Settings) -> Racedash:
         logger=False,
         engineio_logger=False,
     )
+    secret = load_or_create_secret(settings.secret, settings.recordings_dir)
+    rights = PublishRights(derive(secret, "publish-token"), settings.publish_auth)
+    access = TeamAccess(settings.team_token, derive(secret, "team-cookie"))
     store = RecordingStore(settings.recordings_dir)
     recorder = _make_recorder(settings, store) if settings.recording_enabled else None
+    recording_hooks = {}
     if recorder is not None:
         store.live_summaries = recorder.live_summaries
-        registry = SessionRegistry(sink=recorder, restore=recorder.restore, ring_size=settings.ring_frames)
-    else:
-        registry = SessionRegistry(ring_size=settings.ring_frames)
+        recording_hooks = {"sink": recorder, "restore": recorder.restore}
+    registry = SessionRegistry(token_for=rights.token_for, ring_size=settings.ring_frames, **recording_hooks)
+    broadcaster = SocketIOBroadcaster(sio)
     status = ServerStatus(registry)
     if recorder is not None:
         recorder.problems = status.problems  # disk trouble shows on /healthz and the status page
-    broadcaster = SocketIOBroadcaster(sio)
     history = SessionHistory(
         HistoryOptions(
             window_seconds=settings.history_seconds,
@@ -138,11 +149,20 @@ def make_app(settings: Settings) -> Racedash:
         is_live=lambda session_id: registry.get(session_id) is not None
         or (recorder is not None and recorder.is_live(session_id)),
     )
+    limits = ConnectionLimits(
+        events_per_second=settings.events_per_second,
+        event_burst=settings.event_burst,
+        sessions_per_connection=settings.sessions_per_connection,
+    )
     sio.register_namespace(
         LiveNamespace(
             registry=registry,
             broadcaster=broadcaster,
             validators=Validators(),
+            rights=rights,
+            limits=limits,
+            viewers_per_session=settings.viewers_per_session,
+            max_setup_bytes=settings.max_setup_bytes,
             public_url=settings.public_url,
             history=history,
         )
@@ -152,15 +172,18 @@ def make_app(settings: Settings) -> Racedash:
         [
             (r"/", StatusPageHandler, deps),
             (r"/healthz", HealthHandler, deps),
+            (r"/login", LoginHandler, {"access": access}),
             (r"/dashboard/([^/]+)", DashboardHandler),
-            *api_routes(store),
-            (r"/socket.io/", socketio.get_tornado_handler(sio)),
+            *api_routes(store, access=team_only(access)),
+            (r"/socket.io/", _socketio_handler(sio, _cors_origins(settings))),
         ],
         template_path=str(paths.templates_dir()),
         static_path=str(paths.static_dir()),
         default_handler_class=NotFoundHandler,
         websocket_max_message_size=settings.max_message_bytes,
         compress_response=True,
+        cookie_secret=access.cookie_secret,
+        xsrf_cookies=True,
     )
     return Racedash(
         settings=settings,
@@ -169,6 +192,8 @@ def make_app(settings: Settings) -> Racedash:
         registry=registry,
         broadcaster=broadcaster,
         status=status,
+        access=access,
+        rights=rights,
         store=store,
         recorder=recorder,
         retention=retention,
@@ -192,3 +217,24 @@ def _writer_options(settings: Settings) -> WriterOptions:
         max_pending_bytes=int(settings.recording_max_pending_mb * 1024 * 1024),
         summary_seconds=settings.recording_summary_seconds,
     )
+
+
+def _socketio_handler(sio: socketio.AsyncServer, origins: list[str] | None) -> type:
+    base = socketio.get_tornado_handler(sio)
+
+    class SocketIOHandler(base):  # type: ignore[misc, valid-type]
+        def check_origin(self, origin: str) -> bool:
+            # engine.io's Tornado driver accepts any origin on the WebSocket
+            # handshake when none are configured and refuses only after the
+            # upgrade, leaving the client hanging: refuse at the handshake.
+            if origins is not None:
+                return origin in origins
+            return tornado.websocket.WebSocketHandler.check_origin(self, origin)
+
+        def check_xsrf_cookie(self) -> None:
+            # Engine.IO's polling POSTs carry no XSRF token; CSRF does not
+            # apply: they act only on the session the handshake opened, and
+            # cross-origin handshakes are refused by the CORS setting.
+            return None
+
+    return SocketIOHandler

@@ -74,18 +74,24 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interv
         await asyncio.sleep(interval)
 
 
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+def http_get(url: str, timeout: float = 5.0, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
     import urllib.error
 
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
 
 
-async def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
-    return await asyncio.to_thread(http_get, url)
+async def fetch(url: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    return await asyncio.to_thread(http_get, url, 5.0, token)
+
+
+async def api(srv, path: str) -> tuple[int, dict[str, str], bytes]:
+    """GET a recordings API path of an in-process server with its team token (the API is team-only)."""
+    return await fetch(srv.url + path, token=srv.app.access.token)
 
 
 class ServerProcess:

@@ -15,8 +15,10 @@ from racedash.app import make_app
 from racedash.recording.format import decode_event, decode_header, encode_event
 from racedash.recording.summary import load_summary, sidecar_path, write_sidecar
 from racedash.server import RacedashServer
+from racedash.sessions import Frame
 from tests.helpers import Client, sample_setup
 from tests.recording_support import (
+    api,
     fetch,
     read_lines,
     recorded_events,
@@ -131,10 +133,10 @@ async def test_torn_last_line_is_skipped_by_readers_and_the_next_append_starts_f
     write_recording(path, session_id, 20, torn_tail=torn)
     good = path.read_bytes()[: -len(torn)]
 
-    status, _, body = await fetch(f"{server.url}/api/recordings/{session_id}")
+    status, _, body = await api(server, f"/api/recordings/{session_id}")
     meta = orjson.loads(body)["recording"]
     assert status == 200 and meta["frames"] == 21 and meta["last_seq"] == 21 and meta["size"] == len(good)
-    status, headers, body = await fetch(f"{server.url}/api/recordings/{session_id}.jsonl")
+    status, headers, body = await api(server, f"/api/recordings/{session_id}.jsonl")
     assert status == 200 and body == good and headers["Content-Type"] == "application/x-ndjson"
 
     monitor = await connect(server.url, clients)
@@ -208,17 +210,15 @@ async def test_disk_full_is_reported_and_retried(tmp_path, servers, clients):
     await wait_until(lambda: srv.app.status.snapshot()["problems"] == [])
 
 
-async def test_frame_that_cannot_be_encoded_is_broadcast_but_not_recorded(server, clients, settings):
-    monitor = await connect(server.url, clients)
-    session_id = (await monitor.call("request_session_id", {}))["session_id"]
-    viewer = await connect(server.url, clients)
-    await viewer.call("join_session", {"session_id": session_id})
-    await monitor.call("telemetry_update", telemetry(session_id, lap=1, huge=2**70))  # beyond orjson's 64 bits
-    await monitor.call("telemetry_update", telemetry(session_id, lap=2))
-    frames = await viewer.wait_for("telemetry_update", 2)
-    assert frames[0]["telemetry"]["huge"] == 2**70
+async def test_frame_that_cannot_be_encoded_is_skipped_and_logged(server, settings, caplog):
+    """Validation refuses such values first; the recorder still must not fail on one."""
+    session_id = str(uuid.uuid4())
+    recorder = server.app.recorder
+    recorder.append(session_id, Frame(seq=1, kind="telemetry", received=1.0, payload={"telemetry": {"n": 2**70}}))
+    recorder.append(session_id, Frame(seq=2, kind="telemetry", received=2.0, payload={"telemetry": {"lap": 1}}))
     await wait_until(lambda: recorded_seqs(recording(settings, session_id)) == [2])
-    assert server.app.recorder.unencodable == 1
+    assert recorder.unencodable == 1
+    assert "cannot be recorded" in caplog.text
 
 
 async def test_idle_session_ends_closes_its_recording_and_resumes(tmp_path, servers, clients):
@@ -236,7 +236,7 @@ async def test_idle_session_ends_closes_its_recording_and_resumes(tmp_path, serv
     path = recording(settings, session_id)
     summary = orjson.loads(sidecar_path(path).read_bytes())
     assert summary["ended"] is True and summary["frames"] == 4 and summary["drivers"] == ["Ana"]
-    meta = orjson.loads((await fetch(f"{srv.url}/api/recordings/{session_id}"))[2])["recording"]
+    meta = orjson.loads((await api(srv, f"/api/recordings/{session_id}"))[2])["recording"]
     assert meta["state"] == "ended" and meta["live"] is False
 
     monitor = await connect(srv.url, clients)
@@ -244,7 +244,7 @@ async def test_idle_session_ends_closes_its_recording_and_resumes(tmp_path, serv
     viewer = await connect(srv.url, clients)
     await viewer.call("join_session", {"session_id": session_id})
     assert (await viewer.wait_for("setup_update"))[0]["seq"] == 1
-    meta = orjson.loads((await fetch(f"{srv.url}/api/recordings/{session_id}"))[2])["recording"]
+    meta = orjson.loads((await api(srv, f"/api/recordings/{session_id}"))[2])["recording"]
     assert meta["state"] == "live"
     await wait_until(lambda: recorded_seqs(path) == [1, 2, 3, 4, 5])
 
@@ -255,7 +255,7 @@ async def test_listing_uses_the_summary_sidecar_not_the_whole_file(server, setti
     path = recording(settings, session_id)
     write_recording(path, session_id, 20_000, setup_every=5000, lap_every=40)
 
-    listing = orjson.loads((await fetch(server.url + "/api/recordings"))[2])["recordings"]
+    listing = orjson.loads((await api(server, "/api/recordings"))[2])["recordings"]
     (meta,) = [r for r in listing if r["session_id"] == session_id]
     assert meta["frames"] == 20_001 and meta["setups"] == 5 and meta["last_seq"] == 20_001
     assert meta["laps"] == 501 and meta["first_lap"] == 1
@@ -268,18 +268,18 @@ async def test_listing_uses_the_summary_sidecar_not_the_whole_file(server, setti
     sidecar = orjson.loads(sidecar_path(path).read_bytes())
     sidecar.update(track="FROM-SIDECAR", frames=123_456_789, setups=777)
     sidecar_path(path).write_bytes(orjson.dumps(sidecar))
-    meta = orjson.loads((await fetch(f"{server.url}/api/recordings/{session_id}"))[2])["recording"]
+    meta = orjson.loads((await api(server, f"/api/recordings/{session_id}"))[2])["recording"]
     assert meta["track"] == "FROM-SIDECAR" and meta["frames"] == 123_456_789
 
     # Stale (the file grew): only the new bytes are read.
     with open(path, "ab") as f:
         f.write(encode_event(1_800_000_000.0, 20_002, "telemetry", telemetry(session_id, lap=999)))
-    meta = orjson.loads((await fetch(f"{server.url}/api/recordings/{session_id}"))[2])["recording"]
+    meta = orjson.loads((await api(server, f"/api/recordings/{session_id}"))[2])["recording"]
     assert meta["setups"] == 777 and meta["frames"] == 123_456_790 and meta["last_lap"] == 999
 
     # Missing: rebuilt from the file, and saved again.
     sidecar_path(path).unlink()
-    meta = orjson.loads((await fetch(f"{server.url}/api/recordings/{session_id}"))[2])["recording"]
+    meta = orjson.loads((await api(server, f"/api/recordings/{session_id}"))[2])["recording"]
     assert meta["frames"] == 20_002 and meta["setups"] == 5
     assert sidecar_path(path).exists()
 
@@ -293,7 +293,7 @@ async def test_recordings_api(server, clients, settings):
     path = recording(settings, session_id)
     await wait_until(lambda: len(recorded_seqs(path)) == 4)
 
-    status, headers, body = await fetch(server.url + "/api/recordings")
+    status, headers, body = await api(server, "/api/recordings")
     listing = orjson.loads(body)
     assert status == 200 and listing["ok"] and headers["Cache-Control"] == "no-store"
     (meta,) = listing["recordings"]
@@ -301,15 +301,27 @@ async def test_recordings_api(server, clients, settings):
     assert meta["frames"] == 4 and meta["laps"] == 3 and meta["drivers"] == ["Bo"]
     assert meta["first_time"] <= meta["last_time"] and meta["size"] == path.stat().st_size
 
-    status, _, body = await fetch(f"{server.url}/api/recordings/{session_id.upper()}")
+    status, _, body = await api(server, f"/api/recordings/{session_id.upper()}")
     assert status == 200 and orjson.loads(body)["recording"]["session_id"] == session_id
 
-    status, headers, body = await fetch(f"{server.url}/api/recordings/{session_id}.jsonl")
+    status, headers, body = await api(server, f"/api/recordings/{session_id}.jsonl")
     assert status == 200 and session_id in headers["Content-Disposition"]
     lines = body.splitlines(keepends=True)
     assert decode_header(lines[0]).session_id == session_id
     assert [decode_event(line).seq for line in lines[1:]] == [1, 2, 3, 4]
 
     for bad in (str(uuid.uuid4()), "nope", "..%2F..%2Fetc%2Fpasswd", f"{uuid.uuid4()}.jsonl"):
-        status, _, body = await fetch(f"{server.url}/api/recordings/{bad}")
+        status, _, body = await api(server, f"/api/recordings/{bad}")
         assert status == 404 and orjson.loads(body)["error"] == "unknown_recording", bad
+
+
+async def test_recordings_api_is_team_only(server, clients, settings):
+    settings.recordings_dir.mkdir(parents=True, exist_ok=True)
+    session_id = str(uuid.uuid4())
+    write_recording(recording(settings, session_id), session_id, 3)
+    for path in ("/api/recordings", f"/api/recordings/{session_id}", f"/api/recordings/{session_id}.jsonl"):
+        status, _, body = await fetch(server.url + path)
+        assert status == 401 and orjson.loads(body)["error"] == "http_401", path
+        status, _, body = await fetch(server.url + path, token="not-the-team-token")
+        assert status == 401, path
+        assert (await api(server, path))[0] == 200, path
