@@ -50,7 +50,7 @@ def downsample(frames: list[Frame], max_points: int) -> list[Frame]:
     if n <= max_points:
         return frames
     if max_points <= 1:
-        return frames[-1:]
+        return frames[-max_points:] if max_points > 0 else []
     step = (n - 1) / (max_points - 1)
     return [frames[round(i * step)] for i in range(max_points)]
 
@@ -156,27 +156,38 @@ class SessionHistory:
     # -- telemetry_history -------------------------------------------------------------
     async def history_payload(self, session: Session, upto: int) -> dict[str, Any]:
         """The ``telemetry_history`` event: telemetry of the last ``window_seconds`` before the latest frame."""
-        frames = await self.recent_telemetry(session, upto)
-        points = downsample(frames, self.options.max_points)
+        points, count = await self.recent_telemetry(session, upto)
         return {
             "session_id": session.id,
             "window_seconds": self.options.window_seconds,
-            "count": len(frames),
-            "downsampled": len(points) < len(frames),
+            "count": count,
+            "downsampled": len(points) < count,
             "frames": [{"seq": f.seq, "t": f.received, "telemetry": f.payload.get("telemetry")} for f in points],
         }
 
-    async def recent_telemetry(self, session: Session, upto: int) -> list[Frame]:
+    async def recent_telemetry(self, session: Session, upto: int) -> tuple[list[Frame], int]:
+        """(points, count): at most ``max_points`` frames spread over the window, and how many it holds.
+
+        The ring holds the newest frames; older ones in the window come from the
+        recording, sampled when there are many, so the cost is bounded whatever
+        the window and the frame rate.
+        """
         latest = session.telemetry
         if latest is None:
-            return []
+            return [], 0
         since = latest.received - self.options.window_seconds
-        ring = [f for f in session.recent if f.kind == TELEMETRY and f.seq <= upto]
         ring_start = session.recent[0] if session.recent else None
+        ring = [f for f in session.recent if f.kind == TELEMETRY and f.seq <= upto and f.received >= since]
         covered = ring_start is not None and (ring_start.seq == 1 or ring_start.received <= since)
         older: list[Frame] = []
+        older_count = 0
         if not covered and self.store is not None:
             before = ring_start.seq if ring_start is not None else upto + 1
             await self.flush(session.id)
-            older = await self.store.telemetry_since(session.id, since, before)
-        return [f for f in older + ring if f.received >= since]
+            older, older_count = await self.store.telemetry_since(session.id, since, before, self.options.max_points)
+        count = older_count + len(ring)
+        if count <= self.options.max_points:
+            return older + ring, count
+        # Share the points between the two parts in proportion to what they hold.
+        older_points = round(self.options.max_points * older_count / count)
+        return downsample(older, older_points) + downsample(ring, self.options.max_points - older_points), count

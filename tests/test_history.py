@@ -89,17 +89,17 @@ async def test_rejoin_while_publishing_has_no_gap_and_no_duplicate(tmp_path, ser
     viewers = []
     for last_seq in (5, 12, 18):
         viewer = await connect(srv.url, clients)
-        await viewer.call("join_session", {"session_id": session_id, "last_seq": last_seq})
+        await viewer.call("join_session", {"session_id": session_id, "last_seq": last_seq}, timeout=30)
         viewers.append((viewer, last_seq))
     fresh = await connect(srv.url, clients)
-    await fresh.call("join_session", {"session_id": session_id})
+    await fresh.call("join_session", {"session_id": session_id}, timeout=30)
     await publisher
     final = 1 + 20 + total
     for viewer, last_seq in viewers:
-        await wait_until(lambda: seqs(viewer)[-1:] == [final], timeout=10)
+        await wait_until(lambda: seqs(viewer)[-1:] == [final], timeout=30)
         assert seqs(viewer) == list(range(last_seq + 1, final + 1))
     # A fresh joiner: the setup and latest telemetry first, then every later frame once, in order.
-    await wait_until(lambda: seqs(fresh)[-1:] == [final], timeout=10)
+    await wait_until(lambda: seqs(fresh)[-1:] == [final], timeout=30)
     received = seqs(fresh)
     assert received[0] == 1 and received[1:] == list(range(received[1], final + 1))
 

@@ -55,8 +55,13 @@ async def test_store_reads_ranges_and_restores(big_recording):
     store = RecordingStore(path.parent)
     frames = await store.frames_between(session_id, 10, 15)
     assert [f.seq for f in frames] == [11, 12, 13, 14]
-    since = await store.telemetry_since(session_id, 1_700_000_000.0 + 2990 * 0.5, 10**9)
-    assert [f.seq for f in since] == list(range(2990, 3002))
+    since, count = await store.telemetry_since(session_id, 1_700_000_000.0 + 2990 * 0.5, 10**9, 600)
+    assert [f.seq for f in since] == list(range(2990, 3002)) and count == 12
+    # A long range is sampled at evenly spaced offsets: bounded work, evenly spread points.
+    sampled, count = await store.telemetry_since(session_id, 0.0, 3000, 20)
+    seqs = [f.seq for f in sampled]
+    assert 15 <= len(seqs) <= 20 and seqs == sorted(set(seqs)) and seqs[0] == 2 and seqs[-1] > 2800
+    assert all(f.kind == "telemetry" for f in sampled) and count == 2998
     restored = await store.restore_state(session_id, 3)
     assert restored.next_seq == 3002 and [f.seq for f in restored.recent] == [2999, 3000, 3001]
     assert restored.setup.seq == 2800 and restored.setup.payload["setup"]["marker"] == 2800

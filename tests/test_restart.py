@@ -113,7 +113,7 @@ async def test_monitor_keeps_publishing_across_a_server_restart(tmp_path, proces
 
     second = await ServerProcess(recordings, first.port).start()
     processes.append(second)
-    await wait_until(lambda: monitor.connects >= 2 and monitor.sio.connected, timeout=15)
+    await wait_until(lambda: monitor.connects >= 2 and monitor.sio.connected, timeout=30)
     # Same id, no setup resent: the same session continues, seq follows the recording.
     ack = await monitor.publish("telemetry_update", telemetry(session_id, lap=100))
     assert ack == {"ok": True, "seq": on_disk[-1] + 1}
@@ -153,7 +153,7 @@ async def test_torn_tail_after_kill9_is_skipped_and_ended(tmp_path, processes, m
 
     second = await ServerProcess(recordings, first.port).start()
     processes.append(second)
-    await wait_until(lambda: monitor.connects >= 2 and monitor.sio.connected, timeout=15)
+    await wait_until(lambda: monitor.connects >= 2 and monitor.sio.connected, timeout=30)
     assert (await monitor.publish("telemetry_update", telemetry(session_id, lap=2)))["seq"] == 3
     assert second.terminate() == 0
     lines = read_lines(path)

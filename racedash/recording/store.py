@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
 
+# A range longer than this many bytes per wanted point is sampled, not read whole.
+SAMPLE_BYTES_PER_POINT = 4096
+
 LiveSummaries = Callable[[], "dict[str, Summary]"]
 
 
@@ -141,25 +144,52 @@ class RecordingStore:
                     frames.append(to_frame(event))
             return frames
 
-    async def telemetry_since(self, session_id: str, since: float, before_seq: int) -> list[Frame]:
-        """Recorded telemetry frames received at or after ``since`` with ``seq < before_seq``."""
-        return await asyncio.to_thread(self._telemetry_since, self.path_for(session_id), since, before_seq)
+    async def telemetry_since(
+        self, session_id: str, since: float, before_seq: int, max_points: int
+    ) -> tuple[list[Frame], int]:
+        """Recorded telemetry received at or after ``since`` with ``seq < before_seq``.
 
-    def _telemetry_since(self, path: Path, since: float, before_seq: int) -> list[Frame]:
+        Returns (frames, total): every frame when the range is short, else about
+        ``max_points`` frames spread evenly over it (read at evenly spaced byte
+        offsets, so the cost does not grow with the window) and an estimate of
+        how many there are.
+        """
+        path = self.path_for(session_id)
+        return await asyncio.to_thread(self._telemetry_since, path, since, before_seq, max_points)
+
+    def _telemetry_since(self, path: Path, since: float, before_seq: int, max_points: int) -> tuple[list[Frame], int]:
         try:
             f = open(path, "rb")
         except FileNotFoundError:
-            return []
+            return [], 0
         with f:
-            start, end = _body(f)
-            offset = find_offset(f, start, end, lambda e: e.t, since)
+            body, end = _body(f)
+            start = find_offset(f, body, end, lambda e: e.t, since)
+            stop = find_offset(f, start, end, lambda e: e.seq, before_seq)
+            if stop - start <= max_points * SAMPLE_BYTES_PER_POINT:
+                frames = [to_frame(e) for _, e in iter_events(f, start, stop) if e.kind == TELEMETRY]
+                return frames, len(frames)
             frames = []
-            for _, event in iter_events(f, offset, end):
-                if event.seq >= before_seq:
-                    break
-                if event.kind == TELEMETRY:
-                    frames.append(to_frame(event))
-            return frames
+            span = stop - start
+            cursor = start  # a line start: everything before it has been sampled past
+            for i in range(max_points):
+                target = start + span * i // max_points
+                if target <= cursor:
+                    position = cursor  # a long line (a setup) swallowed this point: take the next line
+                else:
+                    f.seek(target)
+                    f.readline()  # finish the line the offset fell into
+                    position = f.tell()
+                for offset, event in iter_events(f, position, stop):
+                    if event.kind == TELEMETRY:
+                        frames.append(to_frame(event))
+                        cursor = f.tell()
+                        break
+                else:
+                    break  # nothing left before stop
+            if not frames:
+                return [], 0
+            return frames, max(len(frames), before_seq - frames[0].seq)
 
     async def download_extent(self, session_id: str) -> tuple[Path, int]:
         """The file and the number of bytes to serve: up to the last complete line."""
