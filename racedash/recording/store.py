@@ -48,7 +48,8 @@ class RecordingStore:
     def path_for(self, session_id: str) -> Path:
         return self.directory / f"{parse_session_id(session_id)}{SUFFIX}"
 
-    def _existing(self, session_id: str) -> Path:
+    def existing_path(self, session_id: str) -> Path:
+        """The recording file of this session (for readers such as replay); UnknownRecording if none."""
         path = self.path_for(session_id)
         if not path.is_file():
             raise UnknownRecording("no recording for this session")
@@ -88,7 +89,7 @@ class RecordingStore:
 
     async def metadata(self, session_id: str) -> dict[str, Any]:
         live = self.live_summaries()
-        path = self._existing(session_id)
+        path = self.existing_path(session_id)
         item = await asyncio.to_thread(self._describe, path, path.name.removesuffix(SUFFIX), live)
         if item is None:
             raise UnknownRecording("this recording cannot be read")
@@ -193,7 +194,7 @@ class RecordingStore:
 
     async def download_extent(self, session_id: str) -> tuple[Path, int]:
         """The file and the number of bytes to serve: up to the last complete line."""
-        path = self._existing(session_id)
+        path = self.existing_path(session_id)
 
         def extent() -> int:
             with open(path, "rb") as f:
