@@ -107,12 +107,13 @@ async def _publisher(url: str, session_id: str | None, duration: float, window: 
         session_id = (await sio.call("request_session_id", {}))["session_id"]
     results.put(("session", session_id))
     slots = asyncio.Semaphore(window)
-    state = {"acked": 0, "max_seq": 0, "sent": 0}
+    state = {"acked": 0, "max_seq": 0, "sent": 0, "ack_times": {}}
 
     def on_ack(ack: dict) -> None:
         if ack.get("ok"):
             state["acked"] += 1
             state["max_seq"] = max(state["max_seq"], ack["seq"])
+            state["ack_times"][ack["seq"]] = time.time()
         slots.release()
 
     frame = {"session_id": session_id, "telemetry": telemetry_frame(1)}
@@ -305,12 +306,17 @@ def kill9_loss(run_for: float, window: int, flush: float) -> dict:
     on_disk = set(seqs)
     lost = [seq for seq in range(1, acked_max + 1) if seq not in on_disk]
     rate = state["acked"] / run_for
+    times = state["ack_times"]
+    last_kept = max((seq for seq in seqs if seq in times), default=None)
+    # The acknowledgement times of the last frame kept and the last frame acknowledged:
+    # the span of time whose acknowledged frames the crash took.
+    window = times[acked_max] - times[last_kept] if lost and last_kept is not None else 0.0
     return {
         "flush_seconds": flush,
         "acked_frames": state["acked"],
         "frames_on_disk": len(seqs),
         "acked_but_lost": len(lost),
-        "lost_window_ms": round(1000 * len(lost) / rate, 1) if rate else None,
+        "lost_window_ms": round(1000 * window, 1),
         "torn_lines": torn,
         "publish_rate_per_s": round(rate),
     }
@@ -320,20 +326,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of load per throughput run")
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes (one session each)")
-    parser.add_argument("--repeat", type=int, default=3, help="on/off pairs, alternated (this machine is noisy)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="on/off pairs, alternated (this machine is noisy); 0 runs only the kill -9 part")
     parser.add_argument("--window", type=int, default=64, help="kill -9 part: unacknowledged frames in flight")
     parser.add_argument("--kill-after", type=float, default=5.0, help="seconds of load before kill -9")
     parser.add_argument("--kill-runs", type=int, default=3)
+    parser.add_argument("--flush-seconds", type=float, default=0.25, help="kill -9 part: the server's flush window")
     args = parser.parse_args()
 
     print(f"# machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
     runs: dict[bool, list[dict]] = {True: [], False: []}
-    for _ in range(args.repeat):
+    for _ in range(max(args.repeat, 0)):
         for recording in (True, False):
             result = throughput(recording, args.duration, args.publishers)
             runs[recording].append(result)
             print(json.dumps({"part": "throughput", **result}))
 
+    if args.repeat > 0:
+        print_summary(runs)
+    for _ in range(args.kill_runs):
+        print(json.dumps({"part": "kill9", **kill9_loss(args.kill_after, args.window, args.flush_seconds)}))
+
+
+def print_summary(runs: dict[bool, list[dict]]) -> None:
     def median(recording: bool, key: str) -> float:
         return statistics.median(r[key] for r in runs[recording])
 
@@ -346,8 +361,6 @@ def main() -> None:
         "cpu_per_frame_on_vs_off": round(median(True, "server_cpu_ms_per_frame")
                                          / median(False, "server_cpu_ms_per_frame"), 3),
     }))
-    for _ in range(args.kill_runs):
-        print(json.dumps({"part": "kill9", **kill9_loss(args.kill_after, args.window, 0.25)}))
 
 
 if __name__ == "__main__":

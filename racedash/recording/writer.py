@@ -94,6 +94,7 @@ class RecordingWriter:
         self._last_sidecar = time.monotonic()
         self._dirty_since_fsync = False
         self._close_attempts = 0
+        self._inflight = 0  # lines at the head of _pending that the current commit is writing
         self._end_session = False
         self._task = asyncio.create_task(self._run(), name=f"recording-writer-{session_id[:8]}")
 
@@ -102,8 +103,9 @@ class RecordingWriter:
         self._pending.append((line, facts))
         self._pending_bytes += len(line)
         self._queued += 1
-        while self._pending_bytes > self.options.max_pending_bytes and len(self._pending) > 1:
-            dropped, _ = self._pending.pop(0)
+        # Drop the oldest lines not being written right now (those stay: a commit is using them).
+        while self._pending_bytes > self.options.max_pending_bytes and len(self._pending) > self._inflight + 1:
+            dropped, _ = self._pending.pop(self._inflight)
             self._pending_bytes -= len(dropped)
             self._written += 1
             self.dropped += 1
@@ -187,6 +189,7 @@ class RecordingWriter:
     async def _commit(self) -> bool:
         batch = self._pending[:]  # lines appended while we await are left for the next commit
         data = b"".join(line for line, _ in batch)
+        self._inflight = len(batch)
         try:
             if self._file is None:
                 await self._open()
@@ -202,6 +205,8 @@ class RecordingWriter:
         except (OSError, RecordingFormatError) as exc:
             await self._failed(exc)
             return False
+        finally:
+            self._inflight = 0
         # Success: account for the lines in the summary, then release them.
         del self._pending[: len(batch)]
         self._pending_bytes -= len(data)
