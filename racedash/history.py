@@ -112,7 +112,7 @@ class SessionHistory:
                 rounds -= 1
             newer = session.frames_after(upto)
             if newer is None:  # the ring moved past us meanwhile: read the gap back
-                newer = await self._from_recording(session, upto)
+                newer, _ = await self._from_recording(session, upto)
                 if not newer:
                     newer = [f for f in session.recent if f.seq > upto]  # nothing recorded: do not spin
             if not newer:
@@ -130,26 +130,29 @@ class SessionHistory:
         in_ring = session.frames_after(last_seq)
         if in_ring is not None:
             return in_ring
-        frames = await self._from_recording(session, last_seq)
-        return frames or None
+        frames, complete = await self._from_recording(session, last_seq)
+        return frames if complete else None
 
-    async def _from_recording(self, session: Session, after_seq: int) -> list[Frame]:
+    async def _from_recording(self, session: Session, after_seq: int) -> tuple[list[Frame], bool]:
         """Frames after ``after_seq``: the recorded ones older than the ring, then the ring's.
 
         Reading the file suspends, and meanwhile the ring moves on: read again
-        until the recorded part meets the ring (or the recording has no more).
+        until the recorded part meets the ring. The flag says whether it did
+        (False: frames between were never recorded, the list has a gap).
         """
         frames: list[Frame] = []
         last = after_seq
         while True:
             ring = list(session.recent)
             ring_start = ring[0].seq if ring else session.next_seq
-            if ring_start <= last + 1 or self.store is None:
-                return frames + [f for f in ring if f.seq > last]
-            await self.flush(session.id)
-            older = await self.store.frames_between(session.id, last, ring_start)
-            if not older:  # not recorded (recording failed or off): leave the gap
-                return frames + [f for f in list(session.recent) if f.seq > last]
+            if ring_start <= last + 1:
+                return frames + [f for f in ring if f.seq > last], True
+            older = []
+            if self.store is not None:
+                await self.flush(session.id)
+                older = await self.store.frames_between(session.id, last, ring_start)
+            if not older:  # not recorded (recording failed or off)
+                return frames + [f for f in list(session.recent) if f.seq > last], False
             frames += older
             last = older[-1].seq
 

@@ -177,3 +177,21 @@ def test_downsample_keeps_first_and_last_evenly():
     picked = [f.seq for f in downsample(frames, 5)]
     assert picked == [1, 26, 51, 75, 100]
     assert [f.seq for f in downsample(frames, 1)] == [100]
+
+
+async def test_with_recording_off_nothing_is_written_and_the_ring_serves_joins(tmp_path, servers, clients):
+    srv = await start(servers, tmp_path, recording_enabled=False, ring_frames=5)
+    _, session_id = await publish(srv, clients, 10)  # seqs 1..11; the ring keeps 7..11
+    assert not list((tmp_path / "r").glob("*.jsonl"))
+    assert srv.app.recorder is None
+    inside = await connect(srv.url, clients)
+    join = await inside.call("join_session", {"session_id": session_id, "last_seq": 8})
+    assert join["missed"] == 3
+    await inside.wait_for("telemetry_update", 3)
+    assert seqs(inside) == [9, 10, 11]
+    # Too far back for the ring and nothing recorded: the state and history instead.
+    behind = await connect(srv.url, clients)
+    join = await behind.call("join_session", {"session_id": session_id, "last_seq": 2})
+    assert join["missed"] is None
+    history = (await behind.wait_for("telemetry_history"))[0]
+    assert [p["seq"] for p in history["frames"]] == [7, 8, 9, 10, 11]
