@@ -10,7 +10,11 @@ from typing import Any
 
 import socketio
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data from the checkout; git worktrees sit one level deeper, so look upwards.
+SHARED_DATA = next(
+    (p / "shared" / "data" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared" / "data",
+)
 
 
 def sample_setup() -> dict:
