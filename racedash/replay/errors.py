@@ -1,0 +1,48 @@
+"""Replay errors: typed, with the machine codes clients see (docs/protocol.md, "Replay")."""
+
+from __future__ import annotations
+
+from racedash.errors import LimitExceeded, RacedashError
+
+
+class ReplayError(RacedashError):
+    code = "replay_error"
+
+
+class UnknownRecording(ReplayError):
+    code = "unknown_recording"
+    http_status = 404
+
+
+class BadRecording(ReplayError):
+    """The recording's header is missing, unreadable or of another format or version."""
+
+    code = "bad_recording"
+    http_status = 422
+
+
+class UnknownReplay(ReplayError):
+    code = "unknown_replay"
+    http_status = 404
+
+
+class ReplayStopped(ReplayError):
+    """The replay existed but was stopped (by a control or for lack of viewers)."""
+
+    code = "replay_stopped"
+    http_status = 410
+
+
+class InvalidControl(ReplayError):
+    """An unknown action, or a missing or out-of-range time, lap or speed."""
+
+    code = "invalid_control"
+
+
+class UnknownLap(ReplayError):
+    code = "unknown_lap"
+    http_status = 404
+
+
+class TooManyReplays(LimitExceeded):
+    code = "too_many_replays"
