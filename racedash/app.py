@@ -18,6 +18,10 @@ from racedash import paths
 from racedash.broadcast import Broadcaster, SocketIOBroadcaster
 from racedash.config import Settings
 from racedash.live import LiveNamespace
+from racedash.replay.events import ReplayEvents
+from racedash.replay.handlers import replay_routes
+from racedash.replay.manager import ReplayManager
+from racedash.replay.player import ReplayOptions
 from racedash.sessions import SessionRegistry
 from racedash.validation import Validators
 from racedash.web import (
@@ -41,11 +45,14 @@ class Racedash:
     registry: SessionRegistry
     broadcaster: Broadcaster
     status: ServerStatus
+    replays: ReplayManager | None = None
     tasks: set[asyncio.Task] = field(default_factory=set)
 
     def start_background(self) -> None:
         """Start the periodic jobs; call once the event loop runs."""
         self._own(asyncio.create_task(self._reap_idle_sessions(), name="racedash-reaper"))
+        if self.replays is not None:
+            self.replays.start_background()
 
     def _own(self, task: asyncio.Task) -> None:
         self.tasks.add(task)
@@ -65,6 +72,8 @@ class Racedash:
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.replays is not None:
+            await self.replays.close()
         await self.sio.shutdown()
 
 
@@ -85,12 +94,14 @@ def make_app(settings: Settings) -> Racedash:
     registry = SessionRegistry()
     broadcaster = SocketIOBroadcaster(sio)
     status = ServerStatus(registry)
+    replays = make_replays(settings, broadcaster, registry)
     sio.register_namespace(
         LiveNamespace(
             registry=registry,
             broadcaster=broadcaster,
             validators=Validators(),
             public_url=settings.public_url,
+            extension=ReplayEvents(replays, sio),
         )
     )
     deps = {"status": status}
@@ -99,6 +110,7 @@ def make_app(settings: Settings) -> Racedash:
             (r"/", StatusPageHandler, deps),
             (r"/healthz", HealthHandler, deps),
             (r"/dashboard/([^/]+)", DashboardHandler),
+            *replay_routes(replays, settings.public_url),
             (r"/socket.io/", socketio.get_tornado_handler(sio)),
         ],
         template_path=str(paths.templates_dir()),
@@ -114,4 +126,28 @@ def make_app(settings: Settings) -> Racedash:
         registry=registry,
         broadcaster=broadcaster,
         status=status,
+        replays=replays,
     )
+
+
+def make_replays(settings: Settings, broadcaster: Broadcaster, registry: SessionRegistry) -> ReplayManager:
+    return ReplayManager(
+        recordings_dir=settings.recordings_dir,
+        broadcaster=broadcaster,
+        options=ReplayOptions(
+            history_seconds=settings.replay_history_seconds,
+            history_frames=settings.replay_history_frames,
+            state_interval=settings.replay_state_interval,
+            follow_interval=settings.replay_follow_interval,
+        ),
+        max_replays=settings.replay_max_concurrent,
+        idle_seconds=settings.replay_idle_seconds,
+        use_sidecar=settings.replay_index_sidecar,
+        is_live=lambda recording_id: _is_live(registry, recording_id),
+    )
+
+
+def _is_live(registry: SessionRegistry, session_id: str) -> bool:
+    """A recording whose session has a publisher here is still growing: replays follow it."""
+    session = registry.get(session_id)
+    return session is not None and session.publisher_sid is not None

@@ -44,6 +44,23 @@ class Settings:
         900.0, "a session with no publisher for this long is ended and its memory freed"
     )
 
+    # --- replay (racedash/replay) ------------------------------------------------
+    replay_max_concurrent: int = _setting(16, "most replays running at once; one more is refused")
+    replay_idle_seconds: float = _setting(
+        120.0, "a replay with no viewer for this long is stopped and its resources freed"
+    )
+    replay_state_interval: float = _setting(1.0, "seconds between periodic replay_state events")
+    replay_history_seconds: float = _setting(
+        300.0, "chart history window sent after a seek or on join (recording seconds)"
+    )
+    replay_history_frames: int = _setting(600, "most telemetry frames in that history window")
+    replay_follow_interval: float = _setting(
+        0.25, "how often a replay that reached the end of a live recording looks for new frames"
+    )
+    replay_index_sidecar: bool = _setting(
+        True, "cache each recording's seek index in <session_id>.index.json beside it"
+    )
+
     # --- logging -------------------------------------------------------------
     log_level: str = _setting("INFO", "logging level")
 

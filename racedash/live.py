@@ -10,7 +10,7 @@ python-socketio, so one bad client never costs another anything.
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 import socketio
 
@@ -25,6 +25,24 @@ Handler = Callable[[str, Any], Awaitable[dict]]
 HistorySource = Callable[[Session, int], Awaitable["list[Frame] | None"]]
 
 
+class RoomExtension(Protocol):
+    """Rooms served by another engine under ids shaped like session ids (replays).
+
+    ``join``/``leave`` return None for an id that is not theirs, and the live
+    session handling goes on; ``handlers`` adds the extension's own events.
+    """
+
+    handlers: Mapping[str, Handler]
+
+    def bind(self, namespace: "LiveNamespace") -> None: ...
+
+    async def join(self, sid: str, room_id: str, payload: dict) -> dict | None: ...
+
+    async def leave(self, sid: str, room_id: str) -> dict | None: ...
+
+    async def disconnect(self, sid: str) -> None: ...
+
+
 class LiveNamespace(socketio.AsyncNamespace):
     def __init__(
         self,
@@ -34,6 +52,7 @@ class LiveNamespace(socketio.AsyncNamespace):
         validators: Validators,
         public_url: str = "",
         namespace: str = "/",
+        extension: RoomExtension | None = None,
     ) -> None:
         super().__init__(namespace)
         self.registry = registry
@@ -48,6 +67,10 @@ class LiveNamespace(socketio.AsyncNamespace):
             "join_session": self.join_session,
             "leave_session": self.leave_session,
         }
+        self.extension = extension
+        if extension is not None:
+            self._handlers.update({k: v for k, v in extension.handlers.items() if k not in self._handlers})
+            extension.bind(self)
 
     # -- dispatch -------------------------------------------------------------
     async def trigger_event(self, event: str, *args: Any) -> Any:
@@ -75,8 +98,14 @@ class LiveNamespace(socketio.AsyncNamespace):
         scheme = environ.get("wsgi.url_scheme", "http")
         self._base_urls[sid] = self.public_url or (f"{scheme}://{host}" if host else "")
 
+    def base_url(self, sid: str) -> str:
+        """The server's base URL as this client reached it (for dashboard links)."""
+        return self._base_urls.get(sid, self.public_url)
+
     async def on_disconnect(self, sid: str) -> None:
         self._base_urls.pop(sid, None)
+        if self.extension is not None:
+            await self.extension.disconnect(sid)
         for session in self.registry.forget_connection(sid):
             log.info("publisher of session %s disconnected", session.id[:8])
 
@@ -111,7 +140,10 @@ class LiveNamespace(socketio.AsyncNamespace):
     # -- dashboard events -----------------------------------------------------
     async def join_session(self, sid: str, payload: Any) -> dict:
         payload = self.validators.join_session(payload)
-        session = await self.registry.take_up(self.validators.session_id_of(payload))
+        session_id = self.validators.session_id_of(payload)
+        if self.extension is not None and (ack := await self.extension.join(sid, session_id, payload)) is not None:
+            return ack
+        session = await self.registry.take_up(session_id)
         await self.enter_room(sid, session.id)
         self.registry.add_viewer(session, sid)
         for frame in self._catch_up_frames(session, payload.get("last_seq")):
@@ -136,6 +168,8 @@ class LiveNamespace(socketio.AsyncNamespace):
     async def leave_session(self, sid: str, payload: Any) -> dict:
         payload = self.validators.join_session(payload)
         session_id = self.validators.session_id_of(payload)
+        if self.extension is not None and (ack := await self.extension.leave(sid, session_id)) is not None:
+            return ack
         await self.leave_room(sid, session_id)
         session = self.registry.get(session_id)
         if session is not None:

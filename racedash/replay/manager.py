@@ -76,6 +76,9 @@ class ReplayManager:
             raise ReplayStopped(f"replay {replay_id} has stopped")
         return replay
 
+    def was_stopped(self, replay_id: str) -> bool:
+        return replay_id in self._stopped
+
     def get(self, replay_id: object) -> Replay:
         try:
             canonical = parse_session_id(replay_id)

@@ -31,7 +31,7 @@ from racedash.recording.format import Event
 from racedash.replay.errors import InvalidControl, ReplayStopped, UnknownLap
 from racedash.replay.index import RecordingIndex, refresh_index
 from racedash.replay.reader import RecordingReader
-from racedash.replay.snapshot import Snapshot, snapshot_at
+from racedash.replay.snapshot import HistoryWindow, Snapshot, snapshot_at
 from racedash.replay.timing import MAX_SPEED, MIN_SPEED, Clock, Schedule, valid_speed
 from racedash.sessions import Frame, frame_event
 
@@ -53,7 +53,7 @@ EnterRoom = Callable[[str, str], Awaitable[None]]
 
 @dataclass(frozen=True)
 class ReplayOptions:
-    history_seconds: float = 300.0
+    history_seconds: float = 1800.0
     history_frames: int = 600
     state_interval: float = 1.0
     follow_interval: float = 0.25
@@ -106,7 +106,7 @@ class Replay:
         self._running = 0.0  # monotone position of the last event read
         self._setup: Event | None = None
         self._telemetry: Event | None = None
-        self._history: deque[tuple[float, Event]] = deque(maxlen=max(options.history_frames, 0))
+        self._history = HistoryWindow(options.history_seconds, options.history_frames)
         self._lap: int | None = None
         self._commands: deque[_Command] = deque()
         self._waiter: asyncio.Future | None = None
@@ -292,10 +292,7 @@ class Replay:
             self._setup = event
         else:
             self._telemetry = event
-            self._history.append((position, event))
-            horizon = position - self.options.history_seconds
-            while self._history and self._history[0][0] <= horizon:
-                self._history.popleft()
+            self._history.add(position, event)
         name, data = self._frame(event)
         await self._broadcaster.to_room(self.id, name, data)
         if self.on_emit is not None:
@@ -386,14 +383,15 @@ class Replay:
             self.index,
             position,
             history_seconds=self.options.history_seconds,
-            history_frames=self.options.history_frames,
         )
         self._reader.seek(snapshot.resume_offset)
         self._next = None
         self._running = position
         self._setup, self._telemetry = snapshot.setup, snapshot.telemetry
         self._history.clear()
-        self._history.extend(snapshot.history)
+        for history_position, event in snapshot.history:
+            self._history.add(history_position, event)
+        self._history.trim(position)
         self._lap = self.index.lap_at(position)
         self._schedule.seek(position, self._clock.now())
         if self.status == ENDED:
@@ -419,8 +417,10 @@ class Replay:
             "telemetry_history",
             {
                 "session_id": self.id,
+                "window_seconds": self.options.history_seconds,
                 "frames": [
-                    {"seq": e.seq, "t": e.t, "telemetry": e.data.get("telemetry")} for _p, e in self._history
+                    {"seq": e.seq, "t": e.t, "telemetry": e.data.get("telemetry")}
+                    for e in self._history.frames(self._telemetry)
                 ],
             },
         )

@@ -18,13 +18,54 @@ from racedash.replay.index import RecordingIndex
 from racedash.replay.reader import RecordingReader
 
 
+class HistoryWindow:
+    """The chart history: telemetry of the last ``seconds``, at most ``points`` frames.
+
+    Downsampled by time buckets of ``seconds / points`` (the first frame of
+    each bucket is kept), so the same frames are kept whether they were
+    played through or read back after a seek, and memory stays bounded.
+    """
+
+    def __init__(self, seconds: float, points: int) -> None:
+        self.seconds = max(seconds, 0.0)
+        self.points = max(points, 0)
+        self._width = self.seconds / self.points if self.points else 0.0
+        self._frames: deque[tuple[float, int, Event]] = deque(maxlen=self.points + 1 if self.points else 0)
+
+    def add(self, position: float, event: Event) -> None:
+        if not self.points:
+            return
+        bucket = int(position // self._width) if self._width > 0 else 0
+        if not self._frames or self._frames[-1][1] != bucket:
+            self._frames.append((position, bucket, event))
+        self.trim(position)
+
+    def trim(self, position: float) -> None:
+        horizon = position - self.seconds
+        while self._frames and self._frames[0][0] <= horizon:
+            self._frames.popleft()
+
+    def clear(self) -> None:
+        self._frames.clear()
+
+    def frames(self, latest: Event | None = None) -> list[Event]:
+        """The kept frames, ending with ``latest`` (the last telemetry) when given."""
+        kept = [event for _p, _b, event in self._frames]
+        if self.points and latest is not None and (not kept or kept[-1].seq != latest.seq):
+            kept.append(latest)
+        return kept[-self.points:] if self.points else []
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
 @dataclass(slots=True)
 class Snapshot:
     position: float
     resume_offset: int  # first event after ``position``
     setup: Event | None = None
     telemetry: Event | None = None
-    history: list[tuple[float, Event]] = field(default_factory=list)  # (position, telemetry event)
+    history: list[tuple[float, Event]] = field(default_factory=list)  # (position, telemetry) in the window
 
 
 def snapshot_at(
@@ -33,12 +74,13 @@ def snapshot_at(
     position: float,
     *,
     history_seconds: float,
-    history_frames: int,
 ) -> Snapshot:
+    """Blocking: run it in a worker thread. The history is every telemetry frame of the
+    window; the caller feeds it through a :class:`HistoryWindow`."""
     window_start = position - max(history_seconds, 0.0)
     offset, telemetry_before = index.checkpoint_before(window_start)
     t0 = index.t0 if index.t0 is not None else 0.0
-    history: deque[tuple[float, Event]] = deque(maxlen=max(history_frames, 0))
+    history: list[tuple[float, Event]] = []
     telemetry: Event | None = None
     running = 0.0
     with RecordingReader(path) as reader:

@@ -1,0 +1,270 @@
+"""Replay through a real server and real Socket.IO clients, on real recording files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+import uuid
+
+import pytest
+import tornado.httpclient
+
+from racedash.config import Settings
+from racedash.recording.format import encode_event
+from tests.helpers import Client
+from tests.replay_helpers import new_recording, stint, telemetry_frame, write_recording
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(
+        host="127.0.0.1",
+        port=0,
+        recordings_dir=tmp_path / "recordings",
+        replay_state_interval=0.2,
+        replay_max_concurrent=3,
+        replay_history_seconds=5.0,
+        replay_history_frames=1000,
+    )
+
+
+async def connect(server, clients) -> Client:
+    client = Client(server.url)
+    clients.append(client)
+    return await client.connect()
+
+
+async def http(server, method: str, path: str, body: object = None) -> tuple[int, dict]:
+    request = tornado.httpclient.HTTPRequest(
+        server.url + path,
+        method=method,
+        body=None if body is None and method == "GET" else json.dumps(body or {}),
+        headers={"Content-Type": "application/json"},
+    )
+    response = await tornado.httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
+    return response.code, json.loads(response.body)
+
+
+def recording(settings, **options):
+    return new_recording(settings.recordings_dir, **options)
+
+
+def seqs(client: Client, event: str = "telemetry_update") -> list[int]:
+    return [m["seq"] for m in client.events[event]]
+
+
+async def test_two_viewers_see_the_same_frames(server, clients, settings):
+    recording_id, _path = recording(settings, laps=2, frames_per_lap=10, interval=0.02)
+    starter = await connect(server, clients)
+    ack = await starter.call("replay_start", {"recording_id": recording_id, "paused": True})
+    assert ack["ok"] is True and uuid.UUID(ack["replay_id"]).version == 4
+    replay_id = ack["replay_id"]
+    assert ack["dashboard_url"] == f"{server.url}/dashboard/{replay_id}"
+    viewers = [await connect(server, clients) for _ in range(2)]
+    for viewer in viewers:
+        join = await viewer.call("join_session", {"session_id": replay_id})
+        assert join["ok"] and join["replay"] is True and join["state"]["status"] == "paused"
+    control = await starter.call("replay_control", {"replay_id": replay_id, "action": "play"})
+    assert control["ok"] and control["state"]["status"] == "playing"
+    for viewer in viewers:
+        await viewer.wait_for("telemetry_update", 20)
+    first, second = (v.events["telemetry_update"] for v in viewers)
+    assert first == second
+    assert [m["seq"] for m in first] == list(range(2, 22))
+    assert {m["session_id"] for m in first} == {replay_id}
+    assert [m["telemetry"] for m in first] == [data["telemetry"] for _t, kind, data in stint(recording_id, laps=2, frames_per_lap=10, interval=0.02) if kind == "telemetry"]
+    assert first[0]["telemetry"]["lap"] == 1 and first[-1]["telemetry"]["lap"] == 2
+    assert viewers[0].events["setup_update"] == viewers[1].events["setup_update"]
+    assert viewers[0].events["setup_update"][0]["seq"] == 1
+    # The room learns that the replay ended.
+    for viewer in viewers:
+        for _ in range(100):
+            if viewer.events["replay_state"][-1]["status"] == "ended":
+                break
+            await viewer.wait_for("replay_state", len(viewer.events["replay_state"]) + 1)
+        state = viewer.events["replay_state"][-1]
+        assert state["status"] == "ended" and state["position"] == state["duration"] == 0.4
+    # The live dashboard page serves a replay id.
+    response = await tornado.httpclient.AsyncHTTPClient().fetch(ack["dashboard_url"], raise_error=False)
+    assert response.code == 200
+
+
+async def test_viewer_joining_mid_replay_gets_the_state_first(server, clients, settings):
+    recording_id, _path = recording(settings, laps=4, frames_per_lap=25, interval=0.05)
+    first = await connect(server, clients)
+    ack = await first.call("replay_start", {"recording_id": recording_id, "paused": True})
+    replay_id = ack["replay_id"]
+    await first.call("join_session", {"session_id": replay_id})
+    await first.call("replay_control", {"replay_id": replay_id, "action": "play"})
+    await first.wait_for("telemetry_update", 10)
+    late = await connect(server, clients)
+    join = await late.call("join_session", {"session_id": replay_id})
+    assert join["ok"] and join["state"]["status"] == "playing"
+    await late.wait_for("telemetry_update", 3)
+    names = [event for event, _ in late.log]
+    assert names[:4] == ["replay_state", "setup_update", "telemetry_history", "telemetry_update"]
+    history = late.log[2][1]["frames"]
+    current = late.log[3][1]
+    assert history and history[-1]["seq"] == current["seq"]
+    assert [f["seq"] for f in history] == list(range(history[0]["seq"], current["seq"] + 1))
+    assert history[-1]["telemetry"] == current["telemetry"]
+    later = [m["seq"] for m in late.events["telemetry_update"][1:]]
+    assert later == list(range(current["seq"] + 1, current["seq"] + 1 + len(later)))
+    # From there on both viewers see the same frames.
+    await first.wait_for("telemetry_update", later[-1] - 1)
+    assert [m for m in first.events["telemetry_update"] if m["seq"] > current["seq"]][: len(later)] == late.events["telemetry_update"][1:]
+    await first.call("replay_control", {"replay_id": replay_id, "action": "stop"})
+
+
+async def test_seek_by_lap_sends_state_then_continues(server, clients, settings):
+    recording_id, _path = recording(settings, laps=5, frames_per_lap=20, interval=0.05)
+    viewer = await connect(server, clients)
+    replay_id = (await viewer.call("replay_start", {"recording_id": recording_id, "paused": True}))["replay_id"]
+    await viewer.call("join_session", {"session_id": replay_id})
+    state = (await viewer.call("replay_control", {"replay_id": replay_id, "action": "pause"}))["state"]
+    assert [lap["lap"] for lap in state["laps"]] == [1, 2, 3, 4, 5]
+    lap4 = state["laps"][3]["t"]
+    viewer.log.clear()
+    viewer.events.clear()
+    ack = await viewer.call("replay_control", {"replay_id": replay_id, "action": "seek", "lap": 4})
+    assert ack["ok"] and ack["state"]["lap"] == 4 and ack["state"]["position"] == lap4
+    await viewer.wait_for("telemetry_update")
+    assert [event for event, _ in viewer.log][:4] == ["replay_state", "setup_update", "telemetry_history", "telemetry_update"]
+    at_lap = viewer.events["telemetry_update"][0]
+    assert at_lap["telemetry"]["lap"] == 4 and at_lap["telemetry"]["lap_time"] == 0.0
+    await viewer.call("replay_control", {"replay_id": replay_id, "action": "speed", "speed": 4})
+    await viewer.call("replay_control", {"replay_id": replay_id, "action": "resume"})
+    frames = await viewer.wait_for("telemetry_update", 5)
+    assert [m["seq"] for m in frames[:5]] == list(range(at_lap["seq"], at_lap["seq"] + 5))
+    bad = await viewer.call("replay_control", {"replay_id": replay_id, "action": "seek", "lap": 42})
+    assert bad["ok"] is False and bad["error"] == "unknown_lap"
+    bad = await viewer.call("replay_control", {"replay_id": replay_id, "action": "speed", "speed": 64})
+    assert bad["ok"] is False and bad["error"] == "invalid_control"
+    bad = await viewer.call("replay_control", {"replay_id": replay_id, "action": "fly"})
+    assert bad["ok"] is False and bad["error"] == "wrong_type"
+
+
+async def test_two_concurrent_replays_stay_independent(server, clients, settings):
+    recording_id, _path = recording(settings, laps=2, frames_per_lap=50, interval=0.02)
+    a, b = await connect(server, clients), await connect(server, clients)
+    id_a = (await a.call("replay_start", {"recording_id": recording_id, "paused": True}))["replay_id"]
+    id_b = (await b.call("replay_start", {"recording_id": recording_id, "paused": True}))["replay_id"]
+    assert id_a != id_b
+    await a.call("join_session", {"session_id": id_a})
+    await b.call("join_session", {"session_id": id_b})
+    await b.call("replay_control", {"replay_id": id_b, "action": "seek", "lap": 2})
+    await a.call("replay_control", {"replay_id": id_a, "action": "play"})
+    await a.wait_for("telemetry_update", 100)
+    assert seqs(a) == list(range(2, 102))
+    # b stayed paused at lap 2: only its seek state, nothing played.
+    assert seqs(b) == [52]
+    assert b.events["replay_state"][-1]["status"] == "paused"
+    assert {m["session_id"] for m in a.events["telemetry_update"]} == {id_a}
+    assert {m["session_id"] for m in b.events["telemetry_update"]} == {id_b}
+    await b.call("replay_control", {"replay_id": id_b, "action": "play"})
+    await b.wait_for("telemetry_update", 50)
+    assert seqs(b) == [52] + list(range(53, 102))
+    assert seqs(a) == list(range(2, 102))
+
+
+async def test_torn_tail_replays_up_to_the_last_good_line(server, clients, settings):
+    session_id = str(uuid.uuid4())
+    frames = stint(session_id, laps=1, frames_per_lap=5, interval=0.01)
+    torn = encode_event(1_700_000_001.0, 99, "telemetry", {"session_id": session_id, "telemetry": telemetry_frame(1)})
+    write_recording(settings.recordings_dir / f"{session_id}.jsonl", frames, tail=torn[: len(torn) // 2])
+    viewer = await connect(server, clients)
+    ack = await viewer.call("replay_start", {"recording_id": session_id, "paused": True})
+    assert ack["ok"] and ack["state"]["duration"] == 0.05
+    await viewer.call("join_session", {"session_id": ack["replay_id"]})
+    await viewer.call("replay_control", {"replay_id": ack["replay_id"], "action": "play"})
+    while viewer.events["replay_state"][-1]["status"] != "ended":
+        await viewer.wait_for("replay_state", len(viewer.events["replay_state"]) + 1)
+    assert seqs(viewer) == [2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize(
+    ("content", "recording_id", "code"),
+    [
+        (b'{"format": "something-else", "version": 1}\n', None, "bad_recording"),
+        (b'{"format": "racedash-recording", "version": 99, "session_id": "x", "created": 1}\n', None, "bad_recording"),
+        (b"not json at all\n", None, "bad_recording"),
+        (b'{"format": "racedash-recording", "version": 1', None, "bad_recording"),
+        (None, None, "unknown_recording"),
+        (None, "../../etc/passwd", "unknown_recording"),
+    ],
+)
+async def test_bad_recordings_get_a_clear_error(server, clients, settings, content, recording_id, code):
+    session_id = str(uuid.uuid4())
+    if content is not None:
+        settings.recordings_dir.mkdir(parents=True, exist_ok=True)
+        (settings.recordings_dir / f"{session_id}.jsonl").write_bytes(content)
+    client = await connect(server, clients)
+    ack = await client.call("replay_start", {"recording_id": recording_id or session_id})
+    assert ack["ok"] is False and ack["error"] == code and ack["message"]
+    quoted = urllib.parse.quote(recording_id or session_id, safe="")
+    status, body = await http(server, "POST", f"/api/recordings/{quoted}/replay")
+    assert body["error"] == code and status == (422 if code == "bad_recording" else 404)
+    assert len(server.app.replays) == 0 and client.sio.connected
+
+
+async def test_rest_start_control_and_state(server, clients, settings):
+    recording_id, _path = recording(settings, laps=3, frames_per_lap=10, interval=0.5)
+    status, body = await http(server, "POST", f"/api/recordings/{recording_id}/replay", {"paused": True, "speed": 2})
+    assert status == 201 and body["ok"] is True
+    replay_id = body["replay_id"]
+    assert body["dashboard_url"] == f"{server.url}/dashboard/{replay_id}"
+    viewer = await connect(server, clients)
+    await viewer.call("join_session", {"session_id": replay_id})
+    status, body = await http(server, "POST", f"/api/replays/{replay_id}/control", {"action": "seek", "lap": 3})
+    assert status == 200 and body["state"]["lap"] == 3 and body["state"]["speed"] == 2.0
+    update = (await viewer.wait_for("telemetry_update"))[0]
+    assert update["telemetry"]["lap"] == 3
+    status, body = await http(server, "GET", f"/api/replays/{replay_id}")
+    assert status == 200 and body["state"]["status"] == "paused" and body["state"]["viewers"] == 1
+    assert body["state"]["recording_id"] == recording_id and body["state"]["duration"] == 15.0
+    status, body = await http(server, "POST", f"/api/replays/{replay_id}/control", {"action": "warp"})
+    assert status == 400 and body["error"] == "wrong_type"
+    status, body = await http(server, "POST", f"/api/replays/{replay_id}/control", {"action": "speed", "speed": 0.1})
+    assert status == 400 and body["error"] == "invalid_control"
+    status, body = await http(server, "POST", f"/api/replays/{replay_id}/control", {"action": "stop"})
+    assert status == 200 and body["state"]["status"] == "stopped"
+    stopped = await viewer.wait_for("replay_state", 3)
+    assert stopped[-1]["status"] == "stopped"
+    for _ in range(100):
+        status, body = await http(server, "GET", f"/api/replays/{replay_id}")
+        if status != 200:
+            break
+        await asyncio.sleep(0.02)
+    assert status == 410 and body["error"] == "replay_stopped"
+    status, body = await http(server, "GET", f"/api/replays/{uuid.uuid4()}")
+    assert status == 404 and body["error"] == "unknown_replay"
+    status, body = await http(server, "GET", "/api/replays/not-an-id")
+    assert status == 404 and body["error"] == "unknown_replay"
+    join = await viewer.call("join_session", {"session_id": replay_id})
+    assert join["ok"] is False and join["error"] == "replay_stopped"
+
+
+async def test_leave_replay_and_bad_payloads(server, clients, settings):
+    recording_id, _path = recording(settings, laps=1, frames_per_lap=10, interval=0.5)
+    viewer = await connect(server, clients)
+    for payload, code in [
+        ({}, "missing_field"),
+        ({"recording_id": 5}, "wrong_type"),
+        ({"recording_id": recording_id, "speed": "fast"}, "wrong_type"),
+        ({"recording_id": recording_id, "speed": 100}, "invalid_control"),
+        (None, "invalid_payload"),
+    ]:
+        ack = await viewer.call("replay_start", payload)
+        assert ack["ok"] is False and ack["error"] == code
+    ack = await viewer.call("replay_control", {"replay_id": str(uuid.uuid4()), "action": "play"})
+    assert ack["error"] == "unknown_replay"
+    replay_id = (await viewer.call("replay_start", {"recording_id": recording_id, "paused": True}))["replay_id"]
+    await viewer.call("join_session", {"session_id": replay_id})
+    assert server.app.replays.get(replay_id).viewers
+    assert (await viewer.call("leave_session", {"session_id": replay_id}))["ok"]
+    assert not server.app.replays.get(replay_id).viewers
+    before = len(viewer.events["replay_state"])
+    await viewer.call("replay_control", {"replay_id": replay_id, "action": "play"})
+    await asyncio.sleep(0.3)
+    assert len(viewer.events["replay_state"]) == before and "telemetry_update" not in viewer.events
