@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from racedash import __version__
@@ -18,6 +19,23 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_args(args)
     _configure_logging(settings.log_level)
     asyncio.run(serve(settings, on_ready=lambda server: print(f"racedash {__version__} serving on {server.url}", flush=True)))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import socketio
+
+    from racedash.errors import RacedashError
+    from racedash.replay.publish import publish_recording
+
+    try:
+        asyncio.run(publish_recording(Path(args.file), args.url, speed=args.speed, session_id=args.session_id))
+    except RacedashError as exc:
+        print(f"racedash: {exc.message}", file=sys.stderr)
+        return 1
+    except socketio.exceptions.ConnectionError as exc:
+        print(f"racedash: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -36,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server", description="Run the racedash server.")
     Settings.add_arguments(serve)
     serve.set_defaults(run=_serve)
+
+    replay = commands.add_parser(
+        "replay",
+        help="publish a recording into a running server, as a monitor would",
+        description="Publish a recording into a running racedash server at its original cadence.",
+    )
+    replay.add_argument("file", metavar="FILE", help="a recording (<session_id>.jsonl)")
+    replay.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:5000")
+    replay.add_argument("--speed", type=float, default=1.0, help="0.25 to 16 (default 1: the original cadence)")
+    replay.add_argument("--session-id", default=None, help="publish under this id (default: request a new one)")
+    replay.set_defaults(run=_replay)
     return parser
 
 

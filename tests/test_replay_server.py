@@ -268,3 +268,52 @@ async def test_leave_replay_and_bad_payloads(server, clients, settings):
     await viewer.call("replay_control", {"replay_id": replay_id, "action": "play"})
     await asyncio.sleep(0.3)
     assert len(viewer.events["replay_state"]) == before and "telemetry_update" not in viewer.events
+
+
+async def test_cli_replay_publishes_a_recording_as_a_monitor(server, clients, settings, tmp_path):
+    import os
+    import sys
+    from pathlib import Path
+
+    recording_id, path = new_recording(tmp_path / "elsewhere", laps=2, frames_per_lap=10, interval=0.1)
+    target = str(uuid.uuid4())
+    viewer = await connect(server, clients)
+    await viewer.call("join_session", {"session_id": target})
+    root = Path(__file__).resolve().parents[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "racedash", "replay", str(path), "--url", server.url, "--speed", "4",
+        "--session-id", target,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()
+    assert f"{server.url}/dashboard/{target}" in stdout.decode() and "published 21 frames" in stdout.decode()
+    frames = await viewer.wait_for("telemetry_update", 20)
+    expected = [data["telemetry"] for _t, kind, data in stint(recording_id, laps=2, frames_per_lap=10, interval=0.1) if kind == "telemetry"]
+    assert [m["telemetry"] for m in frames] == expected
+    assert {m["session_id"] for m in frames} == {target}
+    assert viewer.events["setup_update"][0]["setup"] == {"carSetup": {"garageValues": {}}}
+
+    bad = tmp_path / f"{uuid.uuid4()}.jsonl"
+    bad.write_bytes(b"garbage\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "racedash", "replay", str(bad), "--url", server.url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    _stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1 and b"cannot be replayed" in stderr
+
+
+async def test_publish_recording_requests_an_id_like_the_monitor(server, clients, tmp_path):
+    from racedash.replay.publish import publish_recording
+
+    _recording_id, path = new_recording(tmp_path / "elsewhere", laps=1, frames_per_lap=8, interval=0.2)
+    said: list[str] = []
+    sent = await publish_recording(path, server.url, speed=16, say=said.append)
+    assert sent == 9
+    session_id = said[0].split(" as session ")[1].split()[0]
+    session = server.app.registry.get(session_id)
+    assert session is not None and session.next_seq == 10
+    assert session.telemetry.payload["telemetry"]["lap_time"] == pytest.approx(7 * 0.2)
