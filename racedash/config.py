@@ -51,9 +51,11 @@ class Settings:
     )
     replay_state_interval: float = _setting(1.0, "seconds between periodic replay_state events")
     replay_history_seconds: float = _setting(
-        300.0, "chart history window sent after a seek or on join (recording seconds)"
+        1800.0, "telemetry_history window sent after a seek or on join (recording seconds)"
     )
-    replay_history_frames: int = _setting(600, "most telemetry frames in that history window")
+    replay_history_frames: int = _setting(
+        300, "telemetry_history is downsampled to at most this many frames (each costs encode time on a seek)"
+    )
     replay_follow_interval: float = _setting(
         0.25, "how often a replay that reached the end of a live recording looks for new frames"
     )

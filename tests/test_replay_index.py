@@ -21,6 +21,7 @@ T0 = 1_700_000_000.0
 
 def test_index_finds_laps_setups_and_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setattr(index_module, "CHECKPOINT_EVERY", 8)
+    monkeypatch.setattr(index_module, "CHECKPOINT_SECONDS", 1e9)
     _rid, path = new_recording(tmp_path, laps=5, frames_per_lap=10, interval=1.0, setup_every_lap=True)
     index = open_index(path)
     assert index.events == 1 + 50 + 4
@@ -36,23 +37,47 @@ def test_index_finds_laps_setups_and_checkpoints(tmp_path, monkeypatch):
             assert event is not None and event.t - T0 == position
         setup = reader.read_event_at(index.setup_before(25.0))
         assert setup.kind == "setup" and setup.data["timestamp"] == "lap-3"
+        # Each checkpoint knows the last telemetry at or before it.
+        for offset, telemetry in zip(index.cp_offsets, index.cp_telemetry):
+            if telemetry >= 0:
+                assert telemetry <= offset and reader.read_event_at(telemetry).kind == "telemetry"
+
+
+def test_checkpoints_follow_recording_time(tmp_path):
+    _rid, path = new_recording(tmp_path, laps=10, frames_per_lap=20, interval=0.5)
+    index = open_index(path)
+    gaps = [b - a for a, b in zip(index.cp_positions, index.cp_positions[1:])]
+    assert gaps and all(gap == 3.0 for gap in gaps)
+    assert list(index.cp_events[:3]) == [0, 6, 12]  # the setup, then 5 frames per 3 s
 
 
 def test_snapshot_reads_only_around_the_position(tmp_path):
     _rid, path = new_recording(tmp_path, laps=30, frames_per_lap=40, interval=0.5)
     index = open_index(path)
-    snap = snapshot_at(path, index, 300.25, history_seconds=10.0)
+    # A window with fewer frames than points: every frame of it.
+    snap = snapshot_at(path, index, 300.25, history_seconds=10.0, history_points=100)
     assert [round(p, 2) for p, _e in snap.history] == [290.5 + 0.5 * i for i in range(20)]
     assert snap.telemetry.t - T0 == 300.0 and snap.setup.seq == 1
+    assert snap.history[-1][1] is snap.telemetry
     with RecordingReader(path) as reader:
         reader.seek(snap.resume_offset)
         nxt = reader.read_event()[1]
     assert nxt.t - T0 == 300.5
+    # A longer window: the checkpoints' telemetry (every 3 s), at most the points asked, then the current one.
+    snap = snapshot_at(path, index, 300.25, history_seconds=120.0, history_points=30)
+    positions = [round(p, 2) for p, _e in snap.history]
+    assert len(positions) <= 31 and positions == sorted(positions) and positions[-1] == 300.0
+    assert all(p > 180.25 for p in positions) and positions[0] < 190
+    assert snap.telemetry.t - T0 == 300.0
     window = HistoryWindow(10.0, 5)  # buckets of 2 s: the first frame of each is kept
-    for position, event in snap.history:
+    for position, event in snapshot_at(path, index, 300.25, history_seconds=10.0, history_points=100).history:
         window.add(position, event)
     kept = window.frames(snap.telemetry)
     assert [round(e.t - T0, 1) for e in kept][-5:] == [292.0, 294.0, 296.0, 298.0, 300.0]
+    # Before the first frame: nothing; with no history asked: none.
+    empty = snapshot_at(path, index, -1.0, history_seconds=10.0, history_points=100)
+    assert empty.telemetry is None and empty.history == [] and empty.setup is None
+    assert snapshot_at(path, index, 50.0, history_seconds=10.0, history_points=0).history == []
 
 
 def test_sidecar_is_reused_extended_and_rebuilt_when_stale(tmp_path):

@@ -54,7 +54,7 @@ EnterRoom = Callable[[str, str], Awaitable[None]]
 @dataclass(frozen=True)
 class ReplayOptions:
     history_seconds: float = 1800.0
-    history_frames: int = 600
+    history_frames: int = 300
     state_interval: float = 1.0
     follow_interval: float = 0.25
 
@@ -294,9 +294,9 @@ class Replay:
             self._telemetry = event
             self._history.add(position, event)
         name, data = self._frame(event)
-        await self._broadcaster.to_room(self.id, name, data)
         if self.on_emit is not None:
             self.on_emit(event.seq, due, self._clock.now())
+        await self._broadcaster.to_room(self.id, name, data)
         if event.kind == "telemetry" and position > self.duration:
             self._refresh_index()  # a live recording grew past the index
         lap = self.index.lap_at(position)
@@ -383,6 +383,7 @@ class Replay:
             self.index,
             position,
             history_seconds=self.options.history_seconds,
+            history_points=self.options.history_frames,
         )
         self._reader.seek(snapshot.resume_offset)
         self._next = None

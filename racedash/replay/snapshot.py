@@ -74,18 +74,41 @@ def snapshot_at(
     position: float,
     *,
     history_seconds: float,
+    history_points: int,
 ) -> Snapshot:
-    """Blocking: run it in a worker thread. The history is every telemetry frame of the
-    window; the caller feeds it through a :class:`HistoryWindow`."""
+    """Blocking: run it in a worker thread.
+
+    When the history window holds no more frames than ``history_points``, the
+    window is read line by line. When it holds more, the history points are
+    the checkpoints' telemetry lines (evenly spread, one decode each) and only
+    the last checkpoint interval is read line by line. Either way the cost is
+    bounded by ``history_points`` decodes plus one checkpoint interval,
+    whatever the recording's length.
+    """
     window_start = position - max(history_seconds, 0.0)
-    offset, telemetry_before = index.checkpoint_before(window_start)
     t0 = index.t0 if index.t0 is not None else 0.0
+    last_cp = index.checkpoint_at(position)
+    window_cp = index.checkpoints_after(window_start) - 1  # the checkpoint the window starts in
     history: list[tuple[float, Event]] = []
     telemetry: Event | None = None
-    running = 0.0
     with RecordingReader(path) as reader:
-        reader.seek(offset)
+        if history_points > 0 and index.events_between(window_cp, last_cp) <= history_points:
+            scan_cp, history_from_scan = window_cp, True
+        else:
+            scan_cp, history_from_scan = last_cp, False
+            if history_points > 0:
+                seen = -1
+                for i in _spread(window_cp + 1, last_cp, history_points):
+                    offset = index.cp_telemetry[i]
+                    if offset <= seen:
+                        continue
+                    seen = offset
+                    event = reader.read_event_at(offset)
+                    if event is not None and event.t - t0 > window_start:
+                        history.append((event.t - t0, event))
+        reader.seek(index.cp_offsets[scan_cp] if scan_cp >= 0 else index.header_end)
         resume = None
+        running = index.cp_positions[scan_cp] if scan_cp >= 0 else 0.0
         for event_offset, event in reader.events():
             running = max(event.t - t0, running)
             if running > position:
@@ -93,18 +116,28 @@ def snapshot_at(
                 break
             if event.kind == "telemetry":
                 telemetry = event
-                if running > window_start:
+                if history_from_scan and running > window_start:
                     history.append((running, event))
         if resume is None:
             resume = reader.tell()
-        if telemetry is None and telemetry_before >= 0:
-            telemetry = reader.read_event_at(telemetry_before)
+        if telemetry is None and last_cp >= 0 and index.cp_telemetry[last_cp] >= 0:
+            telemetry = reader.read_event_at(index.cp_telemetry[last_cp])
+        if telemetry is not None and history_points > 0 and telemetry.t - t0 > window_start:
+            if not history or history[-1][1].seq < telemetry.seq:
+                history.append((telemetry.t - t0, telemetry))
         setup_offset = index.setup_before(position)
         setup = reader.read_event_at(setup_offset) if setup_offset is not None else None
-    return Snapshot(
-        position=position,
-        resume_offset=resume,
-        setup=setup,
-        telemetry=telemetry,
-        history=list(history),
-    )
+    return Snapshot(position=position, resume_offset=resume, setup=setup, telemetry=telemetry, history=history)
+
+
+def _spread(first: int, last: int, points: int) -> list[int]:
+    """At most ``points`` indexes evenly spread over first..last, both ends included."""
+    n = last - first + 1
+    if n <= 0:
+        return []
+    if n <= points:
+        return list(range(first, last + 1))
+    if points == 1:
+        return [last]
+    step = (n - 1) / (points - 1)
+    return [first + round(k * step) for k in range(points)]
