@@ -15,18 +15,23 @@ import socketio
 import tornado.web
 
 from racedash import paths
+from racedash.auth import TeamAccess
 from racedash.broadcast import Broadcaster, SocketIOBroadcaster
 from racedash.config import Settings
+from racedash.keys import derive, load_or_create_secret
+from racedash.limits import ConnectionLimits
 from racedash.live import LiveNamespace
 from racedash.replay.events import ReplayEvents
 from racedash.replay.handlers import replay_routes
 from racedash.replay.manager import ReplayManager
 from racedash.replay.player import ReplayOptions
+from racedash.rights import PublishRights
 from racedash.sessions import SessionRegistry
 from racedash.validation import Validators
 from racedash.web import (
     DashboardHandler,
     HealthHandler,
+    LoginHandler,
     NotFoundHandler,
     ServerStatus,
     StatusPageHandler,
@@ -45,6 +50,8 @@ class Racedash:
     registry: SessionRegistry
     broadcaster: Broadcaster
     status: ServerStatus
+    access: TeamAccess
+    rights: PublishRights
     replays: ReplayManager | None = None
     tasks: set[asyncio.Task] = field(default_factory=set)
 
@@ -91,17 +98,30 @@ def make_app(settings: Settings) -> Racedash:
         logger=False,
         engineio_logger=False,
     )
-    registry = SessionRegistry()
+    secret = load_or_create_secret(settings.secret, settings.recordings_dir)
+    rights = PublishRights(derive(secret, "publish-token"), settings.publish_auth)
+    access = TeamAccess(settings.team_token, derive(secret, "team-cookie"))
+    registry = SessionRegistry(token_for=rights.token_for)
     broadcaster = SocketIOBroadcaster(sio)
     status = ServerStatus(registry)
+    limits = ConnectionLimits(
+        events_per_second=settings.events_per_second,
+        event_burst=settings.event_burst,
+        sessions_per_connection=settings.sessions_per_connection,
+    )
     replays = make_replays(settings, broadcaster, registry)
+    replay_events = ReplayEvents(replays, sio, access=access, max_viewers=settings.viewers_per_session)
     sio.register_namespace(
         LiveNamespace(
             registry=registry,
             broadcaster=broadcaster,
             validators=Validators(),
+            rights=rights,
+            limits=limits,
+            viewers_per_session=settings.viewers_per_session,
+            max_setup_bytes=settings.max_setup_bytes,
             public_url=settings.public_url,
-            extension=ReplayEvents(replays, sio),
+            extension=replay_events,
         )
     )
     deps = {"status": status}
@@ -109,15 +129,18 @@ def make_app(settings: Settings) -> Racedash:
         [
             (r"/", StatusPageHandler, deps),
             (r"/healthz", HealthHandler, deps),
+            (r"/login", LoginHandler, {"access": access}),
             (r"/dashboard/([^/]+)", DashboardHandler),
-            *replay_routes(replays, settings.public_url),
-            (r"/socket.io/", socketio.get_tornado_handler(sio)),
+            *replay_routes(replays, access, settings.public_url),
+            (r"/socket.io/", _socketio_handler(sio)),
         ],
         template_path=str(paths.templates_dir()),
         static_path=str(paths.static_dir()),
         default_handler_class=NotFoundHandler,
         websocket_max_message_size=settings.max_message_bytes,
         compress_response=True,
+        cookie_secret=access.cookie_secret,
+        xsrf_cookies=True,
     )
     return Racedash(
         settings=settings,
@@ -126,8 +149,23 @@ def make_app(settings: Settings) -> Racedash:
         registry=registry,
         broadcaster=broadcaster,
         status=status,
+        access=access,
+        rights=rights,
         replays=replays,
     )
+
+
+def _socketio_handler(sio: socketio.AsyncServer) -> type:
+    base = socketio.get_tornado_handler(sio)
+
+    class SocketIOHandler(base):  # type: ignore[misc, valid-type]
+        def check_xsrf_cookie(self) -> None:
+            # Engine.IO's polling POSTs carry no XSRF token; CSRF does not
+            # apply: they act only on the session the handshake opened, and
+            # cross-origin handshakes are refused by the CORS setting.
+            return None
+
+    return SocketIOHandler
 
 
 def make_replays(settings: Settings, broadcaster: Broadcaster, registry: SessionRegistry) -> ReplayManager:

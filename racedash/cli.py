@@ -18,7 +18,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_args(args)
     _configure_logging(settings.log_level)
-    asyncio.run(serve(settings, on_ready=lambda server: print(f"racedash {__version__} serving on {server.url}", flush=True)))
+    asyncio.run(serve(settings, on_ready=_announce))
     return 0
 
 
@@ -37,6 +37,14 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"racedash: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _announce(server) -> None:
+    print(f"racedash {__version__} serving on {server.url}", flush=True)
+    access = server.app.access
+    if access.generated:
+        # Like Jupyter: a fresh token each start unless RACEDASH_TEAM_TOKEN is set.
+        print(f"team login (recordings, replays): {access.login_url(server.url)}", flush=True)
 
 
 def _configure_logging(level: str) -> None:

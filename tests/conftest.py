@@ -13,11 +13,30 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(host="127.0.0.1", port=0, recordings_dir=tmp_path / "recordings")
 
 
+def _run_server(io_loop, settings: Settings):
+    srv = RacedashServer(settings)
+    io_loop.run_sync(srv.start)
+    return srv
+
+
 @pytest.fixture
 def server(io_loop, settings: Settings):
     """A real racedash server on a free loopback port, stopped after the test."""
-    srv = RacedashServer(settings)
-    io_loop.run_sync(srv.start)
+    srv = _run_server(io_loop, settings)
+    yield srv
+    io_loop.run_sync(srv.stop)
+
+
+@pytest.fixture
+def settings_changes() -> dict:
+    """Override with @pytest.mark.parametrize("settings_changes", [{...}]) to use server_with."""
+    return {}
+
+
+@pytest.fixture
+def server_with(io_loop, settings: Settings, settings_changes: dict):
+    """Like ``server``, with the test's settings_changes applied."""
+    srv = _run_server(io_loop, settings.replace(**settings_changes))
     yield srv
     io_loop.run_sync(srv.stop)
 

@@ -15,6 +15,20 @@ from racedash.recording.format import Header, encode_event, encode_header
 from tests.helpers import sample_setup, sample_telemetry_payloads
 
 
+def team_headers(server) -> dict[str, str]:
+    """The signed team cookie a logged-in browser sends (for Socket.IO handshakes)."""
+    import tornado.web
+
+    from racedash.auth import COOKIE_NAME
+
+    value = tornado.web.create_signed_value(server.app.access.cookie_secret, COOKIE_NAME, "team").decode()
+    return {"Cookie": f"{COOKIE_NAME}={value}"}
+
+
+def bearer(server) -> dict[str, str]:
+    return {"Authorization": f"Bearer {server.app.access.token}"}
+
+
 class ManualTimer:
     def __init__(self) -> None:
         self.cancelled = False

@@ -9,7 +9,7 @@ import pytest
 from racedash.config import Settings
 from racedash.server import RacedashServer
 from tests.helpers import Client
-from tests.replay_helpers import new_recording
+from tests.replay_helpers import new_recording, team_headers
 
 
 @pytest.fixture
@@ -24,10 +24,11 @@ def settings(tmp_path) -> Settings:
     )
 
 
-async def connect(server, clients) -> Client:
+async def connect(server, clients, team: bool = True) -> Client:
+    """A Socket.IO client; ``team``: logged in (only the team may start replays of recordings)."""
     client = Client(server.url)
     clients.append(client)
-    return await client.connect()
+    return await client.connect(headers=team_headers(server) if team else {})
 
 
 async def wait_until(predicate, timeout: float = 5.0) -> None:
@@ -85,7 +86,7 @@ async def test_server_shutdown_cancels_running_replays(settings, io_loop):
     server = await RacedashServer(settings).start()
     viewer = Client(server.url)
     try:
-        await viewer.connect()
+        await viewer.connect(headers=team_headers(server))
         ack = await viewer.call("replay_start", {"recording_id": recording_id})
         await viewer.call("join_session", {"session_id": ack["replay_id"]})
         task = server.app.replays.get(ack["replay_id"]).task

@@ -13,7 +13,7 @@ import tornado.httpclient
 from racedash.config import Settings
 from racedash.recording.format import encode_event
 from tests.helpers import Client
-from tests.replay_helpers import new_recording, stint, telemetry_frame, write_recording
+from tests.replay_helpers import bearer, new_recording, stint, team_headers, telemetry_frame, write_recording
 
 
 @pytest.fixture
@@ -29,18 +29,19 @@ def settings(tmp_path) -> Settings:
     )
 
 
-async def connect(server, clients) -> Client:
+async def connect(server, clients, team: bool = True) -> Client:
+    """A Socket.IO client; ``team``: logged in (only the team may start replays of recordings)."""
     client = Client(server.url)
     clients.append(client)
-    return await client.connect()
+    return await client.connect(headers=team_headers(server) if team else {})
 
 
-async def http(server, method: str, path: str, body: object = None) -> tuple[int, dict]:
+async def http(server, method: str, path: str, body: object = None, team: bool = True) -> tuple[int, dict]:
     request = tornado.httpclient.HTTPRequest(
         server.url + path,
         method=method,
         body=None if body is None and method == "GET" else json.dumps(body or {}),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **(bearer(server) if team else {})},
     )
     response = await tornado.httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
     return response.code, json.loads(response.body)
@@ -109,11 +110,12 @@ async def test_viewer_joining_mid_replay_gets_the_state_first(server, clients, s
     assert history and history[-1]["seq"] == current["seq"]
     assert [f["seq"] for f in history] == list(range(history[0]["seq"], current["seq"] + 1))
     assert history[-1]["telemetry"] == current["telemetry"]
-    later = [m["seq"] for m in late.events["telemetry_update"][1:]]
+    late_frames = list(late.events["telemetry_update"][1:])
+    later = [m["seq"] for m in late_frames]
     assert later == list(range(current["seq"] + 1, current["seq"] + 1 + len(later)))
     # From there on both viewers see the same frames.
     await first.wait_for("telemetry_update", later[-1] - 1)
-    assert [m for m in first.events["telemetry_update"] if m["seq"] > current["seq"]][: len(later)] == late.events["telemetry_update"][1:]
+    assert [m for m in first.events["telemetry_update"] if m["seq"] > current["seq"]][: len(later)] == late_frames
     await first.call("replay_control", {"replay_id": replay_id, "action": "stop"})
 
 
@@ -317,3 +319,23 @@ async def test_publish_recording_requests_an_id_like_the_monitor(server, clients
     session = server.app.registry.get(session_id)
     assert session is not None and session.next_seq == 10
     assert session.telemetry.payload["telemetry"]["lap_time"] == pytest.approx(7 * 0.2)
+
+
+async def test_replaying_recordings_needs_team_access_viewing_needs_only_the_id(server, clients, settings):
+    recording_id, _path = recording(settings, laps=1, frames_per_lap=10, interval=0.05)
+    outsider = await connect(server, clients, team=False)
+    ack = await outsider.call("replay_start", {"recording_id": recording_id})
+    assert ack["ok"] is False and ack["error"] == "team_required"
+    status, body = await http(server, "POST", f"/api/recordings/{recording_id}/replay", team=False)
+    assert status == 403  # a browser POST without the team's XSRF token never gets as far as the login check
+    assert len(server.app.replays) == 0
+    team = await connect(server, clients)
+    replay_id = (await team.call("replay_start", {"recording_id": recording_id, "paused": True}))["replay_id"]
+    status, _body = await http(server, "GET", f"/api/replays/{replay_id}", team=False)
+    assert status == 401
+    # The replay link is enough to watch, as for a live session.
+    join = await outsider.call("join_session", {"session_id": replay_id})
+    assert join["ok"] and join["replay"]
+    # ...and to drive the shared transport bar of the debrief room.
+    assert (await outsider.call("replay_control", {"replay_id": replay_id, "action": "play"}))["ok"]
+    await outsider.wait_for("telemetry_update", 10)

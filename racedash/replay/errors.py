@@ -46,3 +46,10 @@ class UnknownLap(ReplayError):
 
 class TooManyReplays(LimitExceeded):
     code = "too_many_replays"
+
+
+class TeamAccessRequired(ReplayError):
+    """Replaying a recording is for the team (docs/security.md): log in first."""
+
+    code = "team_required"
+    http_status = 401

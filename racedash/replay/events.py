@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import socketio
 
-from racedash.errors import InvalidPayload
-from racedash.replay.errors import InvalidControl
+from racedash.auth import TeamAccess
+from racedash.errors import InvalidPayload, LimitExceeded
+from racedash.replay.errors import InvalidControl, TeamAccessRequired
 from racedash.replay.manager import ReplayManager
 from racedash.replay.player import ACTIONS, Replay
 from racedash.replay.timing import MAX_SPEED, MIN_SPEED
@@ -95,9 +96,19 @@ def dashboard_url(base_url: str, replay_id: str) -> str:
 class ReplayEvents:
     """The live namespace's room extension for replays (see racedash.live.RoomExtension)."""
 
-    def __init__(self, manager: ReplayManager, sio: socketio.AsyncServer, namespace: str = "/") -> None:
+    def __init__(
+        self,
+        manager: ReplayManager,
+        sio: socketio.AsyncServer,
+        *,
+        access: TeamAccess | None = None,
+        max_viewers: int = 2000,
+        namespace: str = "/",
+    ) -> None:
         self.manager = manager
         self.validators = ReplayValidators()
+        self.max_viewers = max_viewers
+        self._access = access
         self._sio = sio
         self._namespace = namespace
         self._live: "LiveNamespace | None" = None
@@ -116,9 +127,18 @@ class ReplayEvents:
     async def _enter_room(self, sid: str, room: str) -> None:
         await self._sio.enter_room(sid, room, namespace=self._namespace)
 
+    def _check_team(self, sid: str) -> None:
+        """Replaying a recording needs team access: the team cookie on the Socket.IO handshake."""
+        if self._access is None:
+            return
+        environ = self._sio.get_environ(sid, namespace=self._namespace) or {}
+        if not self._access.is_team_environ(environ):
+            raise TeamAccessRequired("replaying a recording needs team access: log in at /login first")
+
     # -- events -----------------------------------------------------------------
     async def replay_start(self, sid: str, payload: Any) -> dict:
         payload = self.validators.replay_start(payload)
+        self._check_team(sid)
         replay = await self.manager.start(
             payload["recording_id"],
             paused=payload.get("paused", False),
@@ -138,7 +158,11 @@ class ReplayEvents:
         return {"ok": True, "state": await apply_control(replay, payload)}
 
     async def timeshift_start(self, sid: str, payload: Any) -> dict:
-        """Replay a live session's growing recording from an earlier point."""
+        """Replay a live session's growing recording from an earlier point.
+
+        Like viewing, this needs only the session's id (its secret): viewers
+        of a live session may look back at it without team access.
+        """
         payload = self.validators.timeshift_start(payload)
         session_id = payload["session_id"]
         replay = await self.manager.start(session_id, paused=True)
@@ -165,6 +189,8 @@ class ReplayEvents:
         replay = self.manager.find(room_id)
         if replay is None:
             return None
+        if sid not in replay.viewers and len(replay.viewers) >= self.max_viewers:
+            raise LimitExceeded(f"this replay already has {self.max_viewers} viewers")
         # A replay always sends its full state on join: last_seq (recorded seqs) does not apply.
         state = await replay.join(sid, self._enter_room)
         self.manager.viewer_joined(replay)

@@ -1,4 +1,8 @@
-"""The replay REST endpoints (docs/protocol.md, "Replay"). Errors become JSON with their status."""
+"""The replay REST endpoints (docs/protocol.md, "Replay"). Errors become JSON with their status.
+
+They need team access (docs/security.md): the team cookie (with the XSRF
+token on POSTs) or ``Authorization: Bearer <team token>``.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,17 @@ import orjson
 from racedash.errors import InvalidPayload
 from racedash.replay.events import ReplayValidators, apply_control, check_speed, dashboard_url
 from racedash.replay.manager import ReplayManager
-from racedash.web import BaseHandler
+from racedash.auth import TeamAccess
+from racedash.web import TeamHandler
 
 
-class ReplayApiHandler(BaseHandler):
-    def initialize(self, manager: ReplayManager, validators: ReplayValidators, public_url: str = "") -> None:
-        self.manager = manager
-        self.validators = validators
-        self.public_url = public_url.rstrip("/")
+class ReplayApiHandler(TeamHandler):
+    manager: ReplayManager
+    validators: ReplayValidators
+    public_url: str
 
     def base_url(self) -> str:
-        return self.public_url or f"{self.request.protocol}://{self.request.host}"
+        return self.public_url.rstrip("/") or f"{self.request.protocol}://{self.request.host}"
 
     def json_body(self) -> Any:
         """The request's JSON body; an empty body is an empty object."""
@@ -73,8 +77,8 @@ class ReplayStateHandler(ReplayApiHandler):
         self.write_json({"ok": True, "state": {**replay.state(), "viewers": len(replay.viewers)}})
 
 
-def replay_routes(manager: ReplayManager, public_url: str = "") -> list[tuple[str, type, dict]]:
-    deps = {"manager": manager, "validators": ReplayValidators(), "public_url": public_url}
+def replay_routes(manager: ReplayManager, access: TeamAccess, public_url: str = "") -> list[tuple[str, type, dict]]:
+    deps = {"access": access, "manager": manager, "validators": ReplayValidators(), "public_url": public_url}
     return [
         (r"/api/recordings/([^/]+)/replay", ReplayStartHandler, deps),
         (r"/api/replays/([^/]+)/control", ReplayControlHandler, deps),
