@@ -59,7 +59,13 @@ CONTROL_BODY_SCHEMA: dict = {
 TIMESHIFT_START_SCHEMA: dict = {
     "type": "object",
     "required": ["session_id"],
-    "properties": {"session_id": {"type": "string"}, "time": _NUMBER, "back": _NUMBER, "paused": {"type": "boolean"}},
+    "properties": {
+        "session_id": {"type": "string"},
+        "time": _NUMBER,
+        "back": _NUMBER,
+        "speed": _NUMBER,
+        "paused": {"type": "boolean"},
+    },
 }
 
 # Where a time-shift starts when the viewer gives no time: this far behind live.
@@ -165,7 +171,7 @@ class ReplayEvents:
         """
         payload = self.validators.timeshift_start(payload)
         session_id = payload["session_id"]
-        replay = await self.manager.start(session_id, paused=True)
+        replay = await self.manager.start(session_id, paused=True, speed=check_speed(payload.get("speed")))
         if "time" in payload:
             position = payload["time"]
         else:
