@@ -86,6 +86,9 @@ class RecordingIndex:
 
     def __post_init__(self) -> None:
         self.scanned = max(self.scanned, self.header_end)
+        # Bisection keys for the lap list, kept in step with it.
+        self._lap_numbers = [s.lap for s in self.laps]
+        self._lap_positions = [s.position for s in self.laps]
 
     # -- queries ----------------------------------------------------------------
     @property
@@ -115,14 +118,14 @@ class RecordingIndex:
         return self.setup_offsets[i] if i >= 0 else None
 
     def lap_start(self, lap: int) -> LapStart | None:
-        i = bisect_left([s.lap for s in self.laps], lap)
+        i = bisect_left(self._lap_numbers, lap)
         if i < len(self.laps) and self.laps[i].lap == lap:
             return self.laps[i]
         return None
 
     def lap_at(self, position: float) -> int | None:
         """The lap being driven at ``position`` (None before the first lap start)."""
-        i = bisect_right([s.position for s in self.laps], position) - 1
+        i = bisect_right(self._lap_positions, position) - 1
         return self.laps[i].lap if i >= 0 else None
 
     # -- building ---------------------------------------------------------------
@@ -185,6 +188,8 @@ class RecordingIndex:
             if lap is not None and (self.max_lap is None or lap > self.max_lap):
                 self.max_lap = lap
                 self.laps.append(LapStart(lap=lap, position=position, offset=offset))
+                self._lap_numbers.append(lap)
+                self._lap_positions.append(position)
 
     # -- sidecar ----------------------------------------------------------------
     def to_json(self) -> bytes:

@@ -108,6 +108,7 @@ class Replay:
         self._telemetry: Event | None = None
         self._history = HistoryWindow(options.history_seconds, options.history_frames)
         self._lap: int | None = None
+        self._laps_cache: tuple[list, int, list[dict[str, Any]]] | None = None
         self._commands: deque[_Command] = deque()
         self._waiter: asyncio.Future | None = None
         self._next_state = clock.now()
@@ -190,10 +191,17 @@ class Replay:
             "duration": round(self.duration, 3),
             "speed": self.speed,
             "lap": self.index.lap_at(position),
-            "laps": [{"lap": s.lap, "t": round(s.position, 3)} for s in self.index.laps],
+            "laps": self._laps_payload(),
             "start": self._t0,
             "live": self._following(),
         }
+
+    def _laps_payload(self) -> list[dict[str, Any]]:
+        # Built again only when the index gained laps (a long recording has hundreds).
+        laps = self.index.laps
+        if self._laps_cache is None or self._laps_cache[0] is not laps or self._laps_cache[1] != len(laps):
+            self._laps_cache = (laps, len(laps), [{"lap": s.lap, "t": round(s.position, 3)} for s in laps])
+        return self._laps_cache[2]
 
     # -- the task ---------------------------------------------------------------
     async def _command(self, name: str, **args: Any) -> dict:
