@@ -164,7 +164,7 @@ class ReplayManager:
             if lock is not None and not lock.locked():
                 del self._index_locks[replay.recording_id]
             saved = self._saved_scanned.pop(replay.recording_id, 0)
-            if self._use_sidecar and replay.index.scanned > saved:
+            if self._use_sidecar and replay.index.scanned > saved and replay.path.exists():
                 # A live recording grew while replayed: keep the longer index for next time.
                 replay.index.save(sidecar_path(replay.path))
 
