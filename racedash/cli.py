@@ -29,7 +29,15 @@ def _replay(args: argparse.Namespace) -> int:
     from racedash.replay.publish import publish_recording
 
     try:
-        asyncio.run(publish_recording(Path(args.file), args.url, speed=args.speed, session_id=args.session_id))
+        asyncio.run(
+            publish_recording(
+                Path(args.file),
+                args.url,
+                speed=args.speed,
+                session_id=args.session_id,
+                publish_token=args.publish_token,
+            )
+        )
     except RacedashError as exc:
         print(f"racedash: {exc.message}", file=sys.stderr)
         return 1
@@ -72,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:5000")
     replay.add_argument("--speed", type=float, default=1.0, help="0.25 to 16 (default 1: the original cadence)")
     replay.add_argument("--session-id", default=None, help="publish under this id (default: request a new one)")
+    replay.add_argument(
+        "--publish-token", default=None, help="that session's publish token (needed in token mode; see publish-token)"
+    )
     replay.set_defaults(run=_replay)
     return parser
 

@@ -393,3 +393,19 @@ async def test_timeshift_follows_a_growing_live_recording_and_returns_to_live(se
     await publish(3, 1)
     live = await viewer.wait_for("telemetry_update", before + 1)
     assert live[-1]["session_id"] == session_id and live[-1]["telemetry"]["lap"] == 3
+
+
+@pytest.mark.parametrize("settings_changes", [{"publish_auth": "token"}])
+async def test_publish_recording_into_a_fixed_id_in_token_mode(server_with, clients, tmp_path, settings_changes):
+    from racedash.errors import RacedashError
+    from racedash.replay.publish import publish_recording
+
+    _recording_id, path = new_recording(tmp_path / "elsewhere", laps=1, frames_per_lap=3, interval=0.1)
+    target = str(uuid.uuid4())
+    token = server_with.app.rights.token_for(target)
+    sent = await publish_recording(path, server_with.url, speed=16, session_id=target, publish_token=token, say=lambda _m: None)
+    assert sent == 4 and server_with.app.registry.get(target).next_seq == 5
+    # Without the token the server refuses the first frame, and the publisher says so.
+    with pytest.raises(RacedashError) as refused:
+        await publish_recording(path, server_with.url, speed=16, session_id=str(uuid.uuid4()), say=lambda _m: None)
+    assert refused.value.code == "not_publisher"

@@ -16,6 +16,7 @@ from typing import Callable
 
 import socketio
 
+from racedash.errors import RacedashError
 from racedash.ids import parse_session_id
 from racedash.recording.format import Event
 from racedash.replay.errors import InvalidControl
@@ -31,6 +32,7 @@ async def publish_recording(
     *,
     speed: float = 1.0,
     session_id: str | None = None,
+    publish_token: str | None = None,
     say: Callable[[str], None] = print,
 ) -> int:
     """Publish every event of ``path``; returns how many were sent.
@@ -44,7 +46,9 @@ async def publish_recording(
     loop = asyncio.get_running_loop()
     with RecordingReader(path) as reader:
         sio = socketio.AsyncClient()
-        await sio.connect(url, transports=["websocket"], wait_timeout=10)
+        # In token mode (docs/security.md) a fixed session id needs its publish token.
+        auth = {"publish_token": publish_token} if publish_token else None
+        await sio.connect(url, transports=["websocket"], wait_timeout=10, auth=auth)
         try:
             if fixed_id is None:
                 assigned = await sio.call("request_session_id", {}, timeout=10)
@@ -65,17 +69,27 @@ async def publish_recording(
                 running = max(event.t - t0, running)
                 delay = schedule.due(running) - loop.time()
                 if pending is not None:
-                    await sio.emit(EVENT_OF_KIND[pending.kind], {**pending.data, "session_id": target})
+                    if sent == 0:
+                        await _acked(sio, pending, target)  # fail fast if the server refuses us
+                    else:
+                        await sio.emit(EVENT_OF_KIND[pending.kind], {**pending.data, "session_id": target})
                     sent += 1
                 if delay > 0:
                     await asyncio.sleep(delay)
                 pending = event
             if pending is not None:
                 # The last one is acknowledged, so nothing is left in flight when we disconnect.
-                await sio.call(EVENT_OF_KIND[pending.kind], {**pending.data, "session_id": target}, timeout=10)
+                await _acked(sio, pending, target)
                 sent += 1
             say(f"published {sent} frames")
             return sent
         finally:
             await sio.disconnect()
             await sio.shutdown()
+
+
+async def _acked(sio: socketio.AsyncClient, event: Event, target: str) -> None:
+    """Send one frame and wait for the server's ack; a refusal becomes a RacedashError."""
+    ack = await sio.call(EVENT_OF_KIND[event.kind], {**event.data, "session_id": target}, timeout=10)
+    if isinstance(ack, dict) and ack.get("ok") is False:
+        raise RacedashError(f"the server refused the recording's frames: {ack.get('message')}", code=str(ack.get("error")))
