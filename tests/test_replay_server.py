@@ -51,6 +51,18 @@ def recording(settings, **options):
     return new_recording(settings.recordings_dir, **options)
 
 
+async def wait_for_state(client: Client, status: str, timeout: float = 5) -> dict:
+    """The first replay_state with this status the client receives (or has received)."""
+    async def find() -> dict:
+        while True:
+            for state in client.events["replay_state"]:
+                if state["status"] == status:
+                    return state
+            await client.wait_for("replay_state", len(client.events["replay_state"]) + 1, timeout)
+
+    return await asyncio.wait_for(find(), timeout)
+
+
 def seqs(client: Client, event: str = "telemetry_update") -> list[int]:
     return [m["seq"] for m in client.events[event]]
 
@@ -80,12 +92,8 @@ async def test_two_viewers_see_the_same_frames(server, clients, settings):
     assert viewers[0].events["setup_update"][0]["seq"] == 1
     # The room learns that the replay ended.
     for viewer in viewers:
-        for _ in range(100):
-            if viewer.events["replay_state"][-1]["status"] == "ended":
-                break
-            await viewer.wait_for("replay_state", len(viewer.events["replay_state"]) + 1)
-        state = viewer.events["replay_state"][-1]
-        assert state["status"] == "ended" and state["position"] == state["duration"] == 0.4
+        state = await wait_for_state(viewer, "ended")
+        assert state["position"] == state["duration"] == 0.4
     # The live dashboard page serves a replay id.
     response = await tornado.httpclient.AsyncHTTPClient().fetch(ack["dashboard_url"], raise_error=False)
     assert response.code == 200
@@ -180,8 +188,7 @@ async def test_torn_tail_replays_up_to_the_last_good_line(server, clients, setti
     assert ack["ok"] and ack["state"]["duration"] == 0.05
     await viewer.call("join_session", {"session_id": ack["replay_id"]})
     await viewer.call("replay_control", {"replay_id": ack["replay_id"], "action": "play"})
-    while viewer.events["replay_state"][-1]["status"] != "ended":
-        await viewer.wait_for("replay_state", len(viewer.events["replay_state"]) + 1)
+    await wait_for_state(viewer, "ended")
     assert seqs(viewer) == [2, 3, 4, 5, 6]
 
 
@@ -231,8 +238,7 @@ async def test_rest_start_control_and_state(server, clients, settings):
     assert status == 400 and body["error"] == "invalid_control"
     status, body = await http(server, "POST", f"/api/replays/{replay_id}/control", {"action": "stop"})
     assert status == 200 and body["state"]["status"] == "stopped"
-    stopped = await viewer.wait_for("replay_state", 3)
-    assert stopped[-1]["status"] == "stopped"
+    await wait_for_state(viewer, "stopped")
     for _ in range(100):
         status, body = await http(server, "GET", f"/api/replays/{replay_id}")
         if status != 200:
