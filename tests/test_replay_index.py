@@ -74,6 +74,11 @@ def test_snapshot_reads_only_around_the_position(tmp_path):
         window.add(position, event)
     kept = window.frames(snap.telemetry)
     assert [round(e.t - T0, 1) for e in kept][-5:] == [292.0, 294.0, 296.0, 298.0, 300.0]
+    # A setup already decoded is reused while it is the one in force.
+    known = snapshot_at(path, index, 100.0, history_seconds=1.0, history_points=10)
+    again = snapshot_at(path, index, 250.0, history_seconds=1.0, history_points=10,
+                        known_setup=(known.setup_offset, known.setup))
+    assert again.setup is known.setup and again.setup_offset == index.header_end
     # Before the first frame: nothing; with no history asked: none.
     empty = snapshot_at(path, index, -1.0, history_seconds=10.0, history_points=100)
     assert empty.telemetry is None and empty.history == [] and empty.setup is None

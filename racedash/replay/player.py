@@ -105,6 +105,7 @@ class Replay:
         self._next_position = 0.0
         self._running = 0.0  # monotone position of the last event read
         self._setup: Event | None = None
+        self._setup_offset: int | None = None
         self._telemetry: Event | None = None
         self._history = HistoryWindow(options.history_seconds, options.history_frames)
         self._lap: int | None = None
@@ -294,10 +295,10 @@ class Replay:
 
     async def _emit_next(self, due: float) -> None:
         assert self._next is not None
-        event, position = self._next[1], self._next_position
+        (offset, event), position = self._next, self._next_position
         self._next = None
         if event.kind == "setup":
-            self._setup = event
+            self._setup, self._setup_offset = event, offset
         else:
             self._telemetry = event
             self._history.add(position, event)
@@ -392,11 +393,12 @@ class Replay:
             position,
             history_seconds=self.options.history_seconds,
             history_points=self.options.history_frames,
+            known_setup=None if self._setup is None or self._setup_offset is None else (self._setup_offset, self._setup),
         )
         self._reader.seek(snapshot.resume_offset)
         self._next = None
         self._running = position
-        self._setup, self._telemetry = snapshot.setup, snapshot.telemetry
+        self._setup, self._setup_offset, self._telemetry = snapshot.setup, snapshot.setup_offset, snapshot.telemetry
         self._history.clear()
         for history_position, event in snapshot.history:
             self._history.add(history_position, event)

@@ -64,6 +64,7 @@ class Snapshot:
     position: float
     resume_offset: int  # first event after ``position``
     setup: Event | None = None
+    setup_offset: int | None = None
     telemetry: Event | None = None
     history: list[tuple[float, Event]] = field(default_factory=list)  # (position, telemetry) in the window
 
@@ -75,6 +76,7 @@ def snapshot_at(
     *,
     history_seconds: float,
     history_points: int,
+    known_setup: tuple[int, Event] | None = None,
 ) -> Snapshot:
     """Blocking: run it in a worker thread.
 
@@ -83,7 +85,9 @@ def snapshot_at(
     the checkpoints' telemetry lines (evenly spread, one decode each) and only
     the last checkpoint interval is read line by line. Either way the cost is
     bounded by ``history_points`` decodes plus one checkpoint interval,
-    whatever the recording's length.
+    whatever the recording's length. ``known_setup`` (offset, event): a setup
+    already decoded, reused when it is still the one in force (saves decoding
+    ~60 KB, and the garbage it would leave).
     """
     window_start = position - max(history_seconds, 0.0)
     t0 = index.t0 if index.t0 is not None else 0.0
@@ -126,8 +130,20 @@ def snapshot_at(
             if not history or history[-1][1].seq < telemetry.seq:
                 history.append((telemetry.t - t0, telemetry))
         setup_offset = index.setup_before(position)
-        setup = reader.read_event_at(setup_offset) if setup_offset is not None else None
-    return Snapshot(position=position, resume_offset=resume, setup=setup, telemetry=telemetry, history=history)
+        if setup_offset is None:
+            setup = None
+        elif known_setup is not None and known_setup[0] == setup_offset:
+            setup = known_setup[1]
+        else:
+            setup = reader.read_event_at(setup_offset)
+    return Snapshot(
+        position=position,
+        resume_offset=resume,
+        setup=setup,
+        setup_offset=setup_offset,
+        telemetry=telemetry,
+        history=history,
+    )
 
 
 def _spread(first: int, last: int, points: int) -> list[int]:
