@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import socketio
 import tornado.web
+import tornado.websocket
 
 from racedash import paths
 from racedash.auth import TeamAccess
@@ -132,7 +133,7 @@ def make_app(settings: Settings) -> Racedash:
             (r"/login", LoginHandler, {"access": access}),
             (r"/dashboard/([^/]+)", DashboardHandler),
             *replay_routes(replays, access, settings.public_url),
-            (r"/socket.io/", _socketio_handler(sio)),
+            (r"/socket.io/", _socketio_handler(sio, _cors_origins(settings))),
         ],
         template_path=str(paths.templates_dir()),
         static_path=str(paths.static_dir()),
@@ -155,10 +156,18 @@ def make_app(settings: Settings) -> Racedash:
     )
 
 
-def _socketio_handler(sio: socketio.AsyncServer) -> type:
+def _socketio_handler(sio: socketio.AsyncServer, origins: list[str] | None) -> type:
     base = socketio.get_tornado_handler(sio)
 
     class SocketIOHandler(base):  # type: ignore[misc, valid-type]
+        def check_origin(self, origin: str) -> bool:
+            # engine.io's Tornado driver accepts any origin on the WebSocket
+            # handshake when none are configured and refuses only after the
+            # upgrade, leaving the client hanging: refuse at the handshake.
+            if origins is not None:
+                return origin in origins
+            return tornado.websocket.WebSocketHandler.check_origin(self, origin)
+
         def check_xsrf_cookie(self) -> None:
             # Engine.IO's polling POSTs carry no XSRF token; CSRF does not
             # apply: they act only on the session the handshake opened, and

@@ -11,6 +11,7 @@ from typing import Sequence
 
 from racedash import __version__
 from racedash.config import Settings, SettingsError
+from racedash.errors import RacedashError
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -25,7 +26,6 @@ def _serve(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import socketio
 
-    from racedash.errors import RacedashError
     from racedash.replay.publish import publish_recording
 
     try:
@@ -53,6 +53,19 @@ def _announce(server) -> None:
     if access.generated:
         # Like Jupyter: a fresh token each start unless RACEDASH_TEAM_TOKEN is set.
         print(f"team login (recordings, replays): {access.login_url(server.url)}", flush=True)
+
+
+def _publish_token(args: argparse.Namespace) -> int:
+    """For token mode with a monitor configured with a fixed id: the token to give it."""
+    from racedash.ids import parse_session_id
+    from racedash.keys import derive, load_or_create_secret
+    from racedash.rights import PublishRights
+
+    settings = Settings.from_args(args)
+    session_id = parse_session_id(args.session_id)
+    secret = load_or_create_secret(settings.secret, settings.recordings_dir)
+    print(PublishRights(derive(secret, "publish-token")).token_for(session_id))
+    return 0
 
 
 def _configure_logging(level: str) -> None:
@@ -84,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--publish-token", default=None, help="that session's publish token (needed in token mode; see publish-token)"
     )
     replay.set_defaults(run=_replay)
+
+    token = commands.add_parser(
+        "publish-token",
+        help="print the publish token of a session id",
+        description="Print the publish_token of a session id (for monitors configured with a fixed id "
+        "when RACEDASH_PUBLISH_AUTH=token). Uses the same secret as the server.",
+    )
+    token.add_argument("session_id")
+    Settings.add_arguments(token)
+    token.set_defaults(run=_publish_token)
     return parser
 
 
@@ -92,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except SettingsError as exc:
+    except (SettingsError, RacedashError) as exc:
         parser.exit(2, f"racedash: {exc}\n")
     except OSError as exc:
         # e.g. the port is taken: a clean message, not a traceback.

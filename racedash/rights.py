@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 
+from racedash.config import SettingsError
 from racedash.errors import NotPublisher
 from racedash.sessions import Session
 
@@ -22,7 +23,7 @@ MODES = (COMPAT, TOKEN)
 class PublishRights:
     def __init__(self, secret: bytes, mode: str = COMPAT) -> None:
         if mode not in MODES:
-            raise ValueError(f"publish_auth must be one of {', '.join(MODES)}, not {mode!r}")
+            raise SettingsError(f"publish_auth must be one of {', '.join(MODES)}, not {mode!r}")
         self._secret = secret
         self.mode = mode
         self._viewers: set[str] = set()

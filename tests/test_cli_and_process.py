@@ -45,10 +45,13 @@ def test_settings_precedence_defaults_env_flags():
         Settings.from_env({"RACEDASH_PORT": "many"})
 
 
-def test_bad_setting_is_a_clean_cli_error():
+def test_bad_setting_is_a_clean_cli_error(tmp_path):
     result = run_cli("serve", "--port", "lots")
     assert result.returncode == 2
     assert "invalid value 'lots' for port" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("serve", "--port", "0", "--publish-auth", "maybe", "--recordings-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "publish_auth must be one of" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.slow
@@ -146,3 +149,22 @@ def test_real_monitor_behaviour_is_served(tmp_path):
     assert setups and setups[0]["setup"] == sample_setup()
     assert [r["telemetry"] for r in received] == [s["telemetry"] for s in samples]
     assert [r["seq"] for r in received] == list(range(2, 2 + len(samples)))
+
+
+@pytest.mark.slow
+def test_publish_token_command_matches_the_server(tmp_path):
+    """Token mode with a fixed-id monitor: the operator prints the token and the monitor uses it."""
+    fixed = str(uuid.uuid4())
+    result = run_cli("publish-token", fixed, "--recordings-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    server = ServerProcess("--recordings-dir", str(tmp_path), "--publish-auth", "token").start()
+    client = socketio.Client(reconnection=False)
+    try:
+        client.connect(server.url, transports=["websocket"], auth={"publish_token": token})
+        telemetry = {"session_id": fixed, "telemetry": sample_telemetry_payloads()[0]["telemetry"]}
+        assert client.call("telemetry_update", telemetry, timeout=5) == {"ok": True, "seq": 1}
+    finally:
+        close_sync_client(client)
+        server.stop()
+    assert run_cli("publish-token", "not-a-uuid", "--recordings-dir", str(tmp_path)).returncode == 2

@@ -137,3 +137,20 @@ async def test_setup_size_limit(server_with, clients, settings_changes):
     assert ack["error"] == "limit_exceeded"
     small = {"session_id": session_id, "timestamp": "2025-11-22T17:16:45Z", "setup": {"carSetup": {}}}
     assert (await monitor.call("setup_data", small))["ok"]
+
+
+async def test_cross_origin_connection_is_refused_by_default(server, clients):
+    import socketio
+
+    foreign = Client(server.url)
+    clients.append(foreign)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await foreign.connect(headers={"Origin": "http://evil.example"})
+    same = await connect(server, clients, headers={"Origin": server.url})
+    assert same.sio.connected
+
+
+@pytest.mark.parametrize("settings_changes", [{"cors_origins": "https://pit.example, https://team.example"}])
+async def test_configured_origins_may_connect(server_with, clients, settings_changes):
+    allowed = await connect(server_with, clients, headers={"Origin": "https://team.example"})
+    assert allowed.sio.connected
