@@ -11,7 +11,7 @@ import pytest
 from racedash.recording.format import encode_event
 from racedash.replay import index as index_module
 from racedash.replay.errors import BadRecording, UnknownRecording
-from racedash.replay.index import open_index, refresh_index, sidecar_path
+from racedash.replay.index import RecordingIndex, open_index, refresh_index, sidecar_path
 from racedash.replay.reader import RecordingReader, recording_path
 from racedash.replay.snapshot import HistoryWindow, snapshot_at
 from tests.replay_helpers import new_recording, stint, telemetry_frame, write_recording
@@ -92,6 +92,10 @@ def test_sidecar_is_reused_extended_and_rebuilt_when_stale(tmp_path):
     assert sidecar.name == f"{session_id}.index.json" and sidecar.exists()
     cached = orjson.loads(sidecar.read_bytes())
     assert cached["events"] == index.events == 21
+    assert RecordingIndex.from_json(sidecar.read_bytes()) == index
+    for broken in ({"byteorder": "middle"}, {"checkpoints": ["zz", "", "", ""]}, {"version": 1}):
+        with pytest.raises(ValueError):
+            RecordingIndex.from_json(orjson.dumps({**cached, **broken}))
 
     # The recording grows: the sidecar is extended from where it stopped.
     with open(path, "ab") as f:

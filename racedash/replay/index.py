@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from array import array
 from bisect import bisect_left, bisect_right
@@ -204,11 +205,12 @@ class RecordingIndex:
                 "t0": self.t0,
                 "last_position": self.last_position,
                 "events": self.events,
+                # The columns as the arrays' bytes (hex): a day's 28,800 checkpoints
+                # load in a millisecond, without a Python object per number.
+                "byteorder": sys.byteorder,
                 "checkpoints": [
-                    self.cp_positions.tolist(),
-                    self.cp_offsets.tolist(),
-                    self.cp_telemetry.tolist(),
-                    self.cp_events.tolist(),
+                    column.tobytes().hex()
+                    for column in (self.cp_positions, self.cp_offsets, self.cp_telemetry, self.cp_events)
                 ],
                 "laps": [[s.lap, s.position, s.offset] for s in self.laps],
                 "setups": list(zip(self.setup_positions, self.setup_offsets)),
@@ -222,7 +224,11 @@ class RecordingIndex:
         obj = orjson.loads(raw)
         if obj.get("format") != INDEX_FORMAT or obj.get("version") != INDEX_VERSION:
             raise ValueError("not a current replay index")
-        positions, offsets, telemetry, events = obj["checkpoints"]
+        if obj.get("byteorder") != sys.byteorder:
+            raise ValueError("index written on a machine of another byte order")
+        positions, offsets, telemetry, events = (
+            _column(code, raw) for code, raw in zip("dqqq", obj["checkpoints"])
+        )
         if not len(positions) == len(offsets) == len(telemetry) == len(events):
             raise ValueError("checkpoint columns differ in length")
         setups = obj["setups"]
@@ -235,10 +241,10 @@ class RecordingIndex:
             t0=None if obj["t0"] is None else float(obj["t0"]),
             last_position=float(obj["last_position"]),
             events=int(obj["events"]),
-            cp_positions=array("d", positions),
-            cp_offsets=array("q", offsets),
-            cp_telemetry=array("q", telemetry),
-            cp_events=array("q", events),
+            cp_positions=positions,
+            cp_offsets=offsets,
+            cp_telemetry=telemetry,
+            cp_events=events,
             laps=[LapStart(lap=int(lap), position=float(p), offset=int(o)) for lap, p, o in obj["laps"]],
             setup_positions=[float(s[0]) for s in setups],
             setup_offsets=[int(s[1]) for s in setups],
@@ -261,6 +267,12 @@ class RecordingIndex:
                 raise
         except OSError as exc:
             log.warning("could not write replay index %s: %s", path.name, exc)
+
+
+def _column(typecode: str, raw: str) -> array:
+    column = array(typecode)
+    column.frombytes(bytes.fromhex(raw))  # ValueError for bad hex or a partial item
+    return column
 
 
 class StaleIndex(Exception):
