@@ -112,6 +112,7 @@ async def one(hours: float, seeks: int, seed: int, recording: str | None, points
         started = time.perf_counter()
         replay = await manager.start(recording_id, paused=True)
         index_cached = time.perf_counter() - started
+        rss_indexed = proc_status_kb("VmRSS")
 
         viewer = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--viewer", server.url, replay.id,
@@ -148,6 +149,7 @@ async def one(hours: float, seeks: int, seed: int, recording: str | None, points
             "index_checkpoints": len(replay.index.cp_offsets),
             "laps": len(replay.index.laps),
             "rss_start_mb": round(rss_start / 1024, 1),
+            "rss_after_index_mb": round(rss_indexed / 1024, 1),
             "rss_end_mb": round(proc_status_kb("VmRSS") / 1024, 1),
             "rss_peak_mb": round(proc_status_kb("VmHWM") / 1024, 1),
         }
