@@ -10,9 +10,9 @@ from typing import Any
 
 import socketio
 
-# ../shared/data from the checkout; git worktrees sit one level deeper, so look upwards.
+# ../shared/data beside the checkout; from a git worktree deeper down, the nearest one above it.
 SHARED_DATA = next(
-    (p / "shared" / "data" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
+    (p / "shared" / "data" for p in Path(__file__).resolve().parents[1:] if (p / "shared" / "data").is_dir()),
     Path(__file__).resolve().parents[2] / "shared" / "data",
 )
 
