@@ -70,7 +70,7 @@ class Settings:
         1800.0, "telemetry_history window sent after a seek or on join (recording seconds)"
     )
     replay_history_frames: int = _setting(
-        300, "telemetry_history is downsampled to at most this many frames (each costs encode time on a seek)"
+        150, "telemetry_history is downsampled to at most this many frames (each costs encode time on a seek)"
     )
     replay_follow_interval: float = _setting(
         0.25, "how often a replay that reached the end of a live recording looks for new frames"

@@ -54,7 +54,7 @@ EnterRoom = Callable[[str, str], Awaitable[None]]
 @dataclass(frozen=True)
 class ReplayOptions:
     history_seconds: float = 1800.0
-    history_frames: int = 300
+    history_frames: int = 150
     state_interval: float = 1.0
     follow_interval: float = 0.25
 
