@@ -29,6 +29,17 @@ def bearer(server) -> dict[str, str]:
     return {"Authorization": f"Bearer {server.app.access.token}"}
 
 
+def assert_state_first(log: list[tuple[str, Any]]) -> int:
+    """After a seek: (periodic replay_states may come first) the seek's replay_state, then
+    setup_update, telemetry_history, telemetry_update, before any other frame. Returns the
+    index of that telemetry_update in ``log``."""
+    names = [name for name, _data in log]
+    first = names.index("setup_update")
+    assert set(names[:first]) == {"replay_state"}, names
+    assert names[first : first + 3] == ["setup_update", "telemetry_history", "telemetry_update"], names
+    return first + 2
+
+
 class ManualTimer:
     def __init__(self) -> None:
         self.cancelled = False

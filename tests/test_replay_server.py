@@ -13,7 +13,7 @@ import tornado.httpclient
 from racedash.config import Settings
 from racedash.recording.format import encode_event
 from tests.helpers import Client
-from tests.replay_helpers import bearer, new_recording, stint, team_headers, telemetry_frame, write_recording
+from tests.replay_helpers import assert_state_first, bearer, new_recording, stint, team_headers, telemetry_frame, write_recording
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ async def test_seek_by_lap_sends_state_then_continues(server, clients, settings)
     ack = await viewer.call("replay_control", {"replay_id": replay_id, "action": "seek", "lap": 4})
     assert ack["ok"] and ack["state"]["lap"] == 4 and ack["state"]["position"] == lap4
     await viewer.wait_for("telemetry_update")
-    assert [event for event, _ in viewer.log][:4] == ["replay_state", "setup_update", "telemetry_history", "telemetry_update"]
+    assert_state_first(viewer.log)
     at_lap = viewer.events["telemetry_update"][0]
     assert at_lap["telemetry"]["lap"] == 4 and at_lap["telemetry"]["lap_time"] == 0.0
     await viewer.call("replay_control", {"replay_id": replay_id, "action": "speed", "speed": 4})
@@ -345,60 +345,6 @@ async def test_replaying_recordings_needs_team_access_viewing_needs_only_the_id(
     # ...and to drive the shared transport bar of the debrief room.
     assert (await outsider.call("replay_control", {"replay_id": replay_id, "action": "play"}))["ok"]
     await outsider.wait_for("telemetry_update", 10)
-
-
-async def test_timeshift_follows_a_growing_live_recording_and_returns_to_live(server, clients, settings):
-    import time
-
-    from racedash.recording.format import Header, encode_header
-
-    monitor = await connect(server, clients, team=False)
-    session_id = (await monitor.call("request_session_id", {}))["session_id"]
-    path = settings.recordings_dir / f"{session_id}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_header(Header(session_id=session_id, created=time.time(), racedash_version="test")))
-    seq = 0
-
-    async def publish(lap: int, count: int) -> None:
-        # The monitor publishes; the recording grows as a recorder would append it.
-        nonlocal seq
-        for _ in range(count):
-            frame = {"session_id": session_id, "telemetry": telemetry_frame(lap)}
-            seq = (await monitor.call("telemetry_update", frame))["seq"]
-            with open(path, "ab") as f:
-                f.write(encode_event(time.time(), seq, "telemetry", frame))
-            await asyncio.sleep(0.02)
-
-    await publish(1, 20)
-    viewer = await connect(server, clients, team=False)
-    await viewer.call("join_session", {"session_id": session_id})
-    ack = await viewer.call("timeshift_start", {"session_id": session_id, "back": 0.2, "speed": 4})
-    assert ack["ok"] and ack["session_id"] == session_id
-    state = ack["state"]
-    assert state["live"] is True and state["status"] == "playing"
-    assert state["position"] == pytest.approx(state["duration"] - 0.2, abs=0.05)
-    replay_id = ack["replay_id"]
-    await viewer.call("leave_session", {"session_id": session_id})
-    await viewer.call("join_session", {"session_id": replay_id})
-    await publish(2, 20)
-    # The time-shifted room keeps receiving the frames recorded after it started.
-    for _ in range(200):
-        shifted = [m for m in viewer.events["telemetry_update"] if m["session_id"] == replay_id]
-        if shifted and shifted[-1]["seq"] == seq:
-            break
-        await viewer.wait_for("telemetry_update", len(viewer.events["telemetry_update"]) + 1)
-    assert shifted[-1]["seq"] == seq and shifted[-1]["telemetry"]["lap"] == 2
-    assert [m["seq"] for m in shifted] == list(range(shifted[0]["seq"], seq + 1))
-    assert [lap["lap"] for lap in viewer.events["replay_state"][-1]["laps"]] == [1, 2]
-    # Back to live: stop the replay, join the live session again.
-    stop = await viewer.call("replay_control", {"replay_id": replay_id, "action": "stop"})
-    assert stop["state"]["status"] == "stopped"
-    join = await viewer.call("join_session", {"session_id": session_id})
-    assert join["ok"] and join["seq"] == seq
-    before = len(viewer.events["telemetry_update"])
-    await publish(3, 1)
-    live = await viewer.wait_for("telemetry_update", before + 1)
-    assert live[-1]["session_id"] == session_id and live[-1]["telemetry"]["lap"] == 3
 
 
 @pytest.mark.parametrize("settings_changes", [{"publish_auth": "token"}])

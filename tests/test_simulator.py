@@ -21,6 +21,7 @@ from racedash.simulator.summary import stint_table
 from racedash.validation import Validators
 from tests.helpers import Client, sample_setup, sample_telemetry_payloads
 from tests.procs import REPO
+from tests.recording_support import recorded_events
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 SEED = 7
@@ -382,6 +383,8 @@ async def test_reconnect_after_a_server_restart_keeps_the_session_id(tmp_path, c
         session_id = monitor.session_id
         assert await first.stop() == 0
         await wait_until(lambda: not monitor.sio.connected)
+        recording = tmp_path / "recordings" / f"{session_id}.jsonl"
+        setups_before = [e.seq for e in recorded_events(recording) if e.kind == "setup"]
         await second.start(first.port, *mode)
         viewer = Client(second.url)
         clients.append(viewer)
@@ -391,13 +394,16 @@ async def test_reconnect_after_a_server_restart_keeps_the_session_id(tmp_path, c
         assert all(f["session_id"] == session_id for f in frames)
         assert monitor.session_id == session_id and monitor.connects == 2
         assert monitor.publish_token, "kept from session_id_assigned"
-        # Like the real monitor, it neither asked for a new id nor sent its setup again.
-        assert "session_id_assigned" not in viewer.events and "setup_update" not in viewer.events
-        assert join["ok"] is True and join["has_setup"] is False
+        # Like the real monitor, it neither asked for a new id nor sent its setup again:
+        # the setup the viewer gets is the one restored from the recording.
+        assert "session_id_assigned" not in viewer.events
+        assert join["ok"] is True and join["has_setup"] is True
+        assert setups_before and viewer.events["setup_update"][0]["seq"] == setups_before[-1]
     finally:
         await fleet.stop()
         await first.stop()
         await second.stop()
+    assert [e.seq for e in recorded_events(recording) if e.kind == "setup"] == setups_before
 
 
 async def test_a_given_session_id_with_its_token_publishes_in_token_mode(settings, clients):

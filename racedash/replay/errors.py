@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from racedash.errors import LimitExceeded, RacedashError
+from racedash.errors import LimitExceeded, RacedashError, UnknownRecording
+
+__all__ = [
+    "BadRecording",
+    "InvalidControl",
+    "ReplayError",
+    "ReplayStopped",
+    "TeamAccessRequired",
+    "TooManyReplays",
+    "UnknownLap",
+    "UnknownRecording",  # the recordings' own error, re-exported: one code, one class
+    "UnknownReplay",
+]
 
 
 class ReplayError(RacedashError):
     code = "replay_error"
-
-
-class UnknownRecording(ReplayError):
-    code = "unknown_recording"
-    http_status = 404
 
 
 class BadRecording(ReplayError):
