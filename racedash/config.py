@@ -97,6 +97,25 @@ class Settings:
     viewers_per_session: int = _setting(2000, "viewers one session may have")
     max_setup_bytes: int = _setting(524_288, "largest setup accepted (encoded JSON bytes)")
 
+    # --- replay (racedash/replay) ------------------------------------------------
+    replay_max_concurrent: int = _setting(16, "most replays running at once; one more is refused")
+    replay_idle_seconds: float = _setting(
+        120.0, "a replay with no viewer for this long is stopped and its resources freed"
+    )
+    replay_state_interval: float = _setting(1.0, "seconds between periodic replay_state events")
+    replay_history_seconds: float = _setting(
+        1800.0, "telemetry_history window sent after a seek or on join (recording seconds)"
+    )
+    replay_history_frames: int = _setting(
+        150, "telemetry_history is downsampled to at most this many frames (each costs encode time on a seek)"
+    )
+    replay_follow_interval: float = _setting(
+        0.25, "how often a replay that reached the end of a live recording looks for new frames"
+    )
+    replay_index_sidecar: bool = _setting(
+        True, "cache each recording's seek index in <session_id>.index.json beside it"
+    )
+
     # --- logging -------------------------------------------------------------
     log_level: str = _setting("INFO", "logging level")
 
