@@ -1,33 +1,22 @@
 """The recordings page and the replay view in a real browser.
 
-They need the recordings REST API (issue 4) and the replay engine (issue 5); until those
-are merged the tests are skipped with that reason (they never skip for a missing browser).
+They drive the recordings REST API and the replay engine through the real UI.
 """
 
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import orjson
 import pytest
 from playwright.async_api import expect
 
-import racedash
 
 from tests.browser import PHONE, chromium
 from tests.helpers import Client
 from tests.ui_data import changed_setup, iso, setup_payload, stint
 
 pytestmark = pytest.mark.browser
-
-
-def require(module: str, what: str) -> None:
-    # Looked up beside this checkout's racedash package, not imported: an editable install
-    # of another checkout in the same venv could otherwise supply the module.
-    path = Path(racedash.__file__).parent.joinpath(*module.split(".")[1:]).with_suffix(".py")
-    if not path.is_file():
-        pytest.skip(f"{what} is not merged into this branch yet")
 
 
 def login_url(server) -> str:
@@ -48,7 +37,6 @@ async def publish_session(server, clients, *, track: str, driver: str, laps: int
 
 
 async def test_recordings_list_shows_recordings_made_in_the_test(server, clients):
-    require("racedash.api", "the recordings REST API")
     imola = await publish_session(server, clients, track="Autodromo Enzo e Dino Ferrari", driver="Dean Davids", laps=3)
     spa = await publish_session(server, clients, track="Spa-Francorchamps", driver="Ann Other", laps=2)
     async with chromium() as browser:
@@ -137,7 +125,6 @@ def field(page, name: str):
 
 
 async def test_replay_controls_change_what_is_shown(server, settings, clients):
-    require("racedash.replay.manager", "the replay engine")
     recording = write_recording(settings.recordings_dir)
     async with chromium() as browser:
         tab = await browser.open(login_url(server))
@@ -199,7 +186,6 @@ async def test_replay_controls_change_what_is_shown(server, settings, clients):
 
 
 async def test_join_fills_charts_from_history(server, clients):
-    require("racedash.history", "telemetry_history on join")
     session_id = await publish_session(server, clients, track="Autodromo Enzo e Dino Ferrari", driver="Dean Davids", laps=4)
     async with chromium() as browser:
         tab = await browser.open(f"{server.url}/dashboard/{session_id}")
