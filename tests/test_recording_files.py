@@ -9,6 +9,7 @@ import uuid
 import orjson
 import pytest
 
+from racedash.recording.store import CRASH_SEQ_GAP
 from racedash.recording.format import Header, decode_event, encode_event, encode_header
 from racedash.recording.reader import find_offset, good_end, iter_events, tail_events
 from racedash.recording.store import RecordingStore
@@ -63,7 +64,8 @@ async def test_store_reads_ranges_and_restores(big_recording):
     assert 15 <= len(seqs) <= 20 and seqs == sorted(set(seqs)) and seqs[0] == 2 and seqs[-1] > 2800
     assert all(f.kind == "telemetry" for f in sampled) and count == 2998
     restored = await store.restore_state(session_id, 3)
-    assert restored.next_seq == 3002 and [f.seq for f in restored.recent] == [2999, 3000, 3001]
+    # Written without a clean close: resuming skips past any frame a crash lost.
+    assert restored.next_seq == 3002 + CRASH_SEQ_GAP and [f.seq for f in restored.recent] == [2999, 3000, 3001]
     assert restored.setup.seq == 2800 and restored.setup.payload["setup"]["marker"] == 2800
     assert restored.telemetry.seq == 3001
     assert await store.restore_state(str(uuid.uuid4()), 3) is None

@@ -8,6 +8,7 @@ import pytest
 import socketio
 
 from racedash.recording.format import decode_event
+from racedash.recording.store import CRASH_SEQ_GAP
 from tests.helpers import sample_setup
 from tests.recording_support import (
     ServerProcess,
@@ -114,12 +115,14 @@ async def test_monitor_keeps_publishing_across_a_server_restart(tmp_path, proces
     second = await ServerProcess(recordings, first.port).start()
     processes.append(second)
     await wait_until(lambda: monitor.connects >= 2 and monitor.sio.connected, timeout=30)
-    # Same id, no setup resent: the same session continues, seq follows the recording.
+    # Same id, no setup resent: the same session continues, seq follows the recording
+    # (after a crash it jumps ahead, so no seq of a lost frame is ever reused).
+    next_seq = on_disk[-1] + 1 + (CRASH_SEQ_GAP if how == "kill9" else 0)
     ack = await monitor.publish("telemetry_update", telemetry(session_id, lap=100))
-    assert ack == {"ok": True, "seq": on_disk[-1] + 1}
+    assert ack == {"ok": True, "seq": next_seq}
 
     join, events = await viewer_state(second.url, session_id)
-    assert join["ok"] and join["has_setup"] and join["seq"] == on_disk[-1] + 1
+    assert join["ok"] and join["has_setup"] and join["seq"] == next_seq
     kinds = [event for event, _ in events]
     assert kinds[0] == "setup_update" and kinds[-1] == "telemetry_update"
     assert events[0][1]["setup"] == sample_setup() and events[0][1]["seq"] == 1
@@ -128,7 +131,7 @@ async def test_monitor_keeps_publishing_across_a_server_restart(tmp_path, proces
     assert second.terminate() == 0
     assert sorted(p.name for p in recordings.glob("*.jsonl")) == [path.name]
     seqs = recorded_seqs(path)
-    assert seqs == list(range(1, on_disk[-1] + 2))
+    assert seqs == list(range(1, on_disk[-1] + 1)) + [next_seq]
     lines = read_lines(path)
     assert all(line.endswith(b"\n") for line in lines)
     undecodable = [line for line in lines[1:] if decode_event(line) is None]
@@ -154,8 +157,9 @@ async def test_torn_tail_after_kill9_is_skipped_and_ended(tmp_path, processes, m
     second = await ServerProcess(recordings, first.port).start()
     processes.append(second)
     await wait_until(lambda: monitor.connects >= 2 and monitor.sio.connected, timeout=30)
-    assert (await monitor.publish("telemetry_update", telemetry(session_id, lap=2)))["seq"] == 3
+    resumed_seq = 3 + CRASH_SEQ_GAP  # a crash: the seq of a frame that may be lost is never reused
+    assert (await monitor.publish("telemetry_update", telemetry(session_id, lap=2)))["seq"] == resumed_seq
     assert second.terminate() == 0
     lines = read_lines(path)
     assert lines[-2] == b'{"t": 1.5, "seq": 3, "kind": "telem\n'
-    assert recorded_seqs(path) == [1, 2, 3]
+    assert recorded_seqs(path) == [1, 2, resumed_seq]

@@ -23,6 +23,13 @@ from racedash.sessions import TELEMETRY, Frame, RestoredState
 
 log = logging.getLogger(__name__)
 
+# After a crash, frames acknowledged in the last flush window may be missing
+# from the file. Resuming right after the last recorded seq would hand their
+# numbers to new frames, and a viewer that saw the lost ones would take the new
+# ones for duplicates. Jumping ahead keeps every seq unique per session; the
+# jump is far larger than any flush window can hold at the rate limits.
+CRASH_SEQ_GAP = 1_000_000
+
 SUFFIX = ".jsonl"
 
 # A range longer than this many bytes per wanted point is sampled, not read whole.
@@ -117,7 +124,7 @@ class RecordingStore:
             )
             tail = tail_events(f, summary.good_size, recent)
         return RestoredState(
-            next_seq=summary.last_seq + 1,
+            next_seq=summary.last_seq + 1 + (0 if summary.closed_cleanly else CRASH_SEQ_GAP),
             setup=to_frame(setup) if setup else None,
             telemetry=to_frame(telemetry) if telemetry else None,
             recent=[to_frame(e) for e in tail],

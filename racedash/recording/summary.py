@@ -85,6 +85,10 @@ class Summary:
     file_size: int = 0
     # True once the session ended and its writer closed the recording cleanly.
     ended: bool = False
+    # True when the writer closed the file with every accepted frame on disk
+    # (a session end or a clean server stop). False while it is being written
+    # and after a crash: resuming then skips seq numbers (store.CRASH_SEQ_GAP).
+    closed_cleanly: bool = False
 
     def observe(self, facts: FrameFacts, offset: int) -> None:
         """Account for one event line that starts at ``offset`` in the file."""
@@ -234,6 +238,7 @@ def load_summary(path: Path, *, persist: bool = True) -> Summary:
         if usable and cached is not None:
             summary = cached
             summary.ended = False  # it grew after it was closed: it was resumed
+            summary.closed_cleanly = False
             scan(f, summary, summary.good_size)
             summary.file_size = size
         else:

@@ -208,6 +208,7 @@ class RecordingWriter:
         finally:
             self._inflight = 0
         # Success: account for the lines in the summary, then release them.
+        self.summary.closed_cleanly = False
         del self._pending[: len(batch)]
         self._pending_bytes -= len(data)
         for line, facts in batch:
@@ -336,6 +337,7 @@ class RecordingWriter:
             await self._close_file()
             if self.summary is not None:
                 self.summary.ended = self._end_session
+                self.summary.closed_cleanly = not self._pending
                 await self._save_summary()
         async with self._progress:
             self._progress.notify_all()
