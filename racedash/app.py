@@ -15,8 +15,9 @@ import socketio
 import tornado.web
 
 from racedash import paths
-from racedash.broadcast import Broadcaster, SocketIOBroadcaster
+from racedash.broadcast import Broadcaster
 from racedash.config import Settings
+from racedash.fanout import make_broadcaster
 from racedash.live import LiveNamespace
 from racedash.sessions import SessionRegistry
 from racedash.validation import Validators
@@ -83,7 +84,7 @@ def make_app(settings: Settings) -> Racedash:
         engineio_logger=False,
     )
     registry = SessionRegistry()
-    broadcaster = SocketIOBroadcaster(sio)
+    broadcaster = make_broadcaster(sio, settings)
     status = ServerStatus(registry)
     sio.register_namespace(
         LiveNamespace(

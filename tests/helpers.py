@@ -10,7 +10,16 @@ from typing import Any
 
 import socketio
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+def _find_shared_data() -> Path:
+    """../shared/data next to the checkout; git worktrees sit one level deeper (/work/wt/<name>)."""
+    for parent in Path(__file__).resolve().parents[1:]:
+        candidate = parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+SHARED_DATA = _find_shared_data()
 
 
 def sample_setup() -> dict:
