@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import multiprocessing as mp
@@ -23,6 +24,7 @@ import random
 import signal
 import statistics
 import subprocess
+import tempfile
 import sys
 import time
 from array import array
@@ -91,6 +93,21 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_runqueue_wait_seconds(pid: int) -> float:
+    """Time the server's main thread was runnable but waiting for a CPU (/proc/<pid>/schedstat)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
+
+
+def cpu_pressure_avg10() -> float | None:
+    """Share of the last 10 s in which some task waited for a CPU, machine-wide (PSI)."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return float(f.readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def proc_status_kb(pid: int, key: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -109,7 +126,8 @@ class ServerProcess:
         if profile is not None:
             pyspy = Path(sys.executable).with_name("py-spy")
             cmd = [str(pyspy), "record", "-r", "200", "-f", "raw", "-o", str(profile), "--", *cmd]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.gc_log = tempfile.NamedTemporaryFile(prefix="racedash-gc-", suffix=".json", delete=False).name
+        env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_GC_LOG=self.gc_log)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=ROOT, text=True)
         line = self.proc.stdout.readline()
         while line and not line.startswith("READY "):  # py-spy talks on stdout first
@@ -132,6 +150,22 @@ class ServerProcess:
 
     def rss_kb(self) -> int:
         return proc_status_kb(self.pid, "VmRSS")
+
+    def gc_pauses(self, t0: float, t1: float) -> dict:
+        """Collections in the server between t0 and t1 (epoch): count and pause per generation."""
+        try:
+            with open(self.gc_log) as f:
+                pauses = [p for p in json.load(f) if t0 <= p[0] <= t1]
+        except (OSError, ValueError):
+            return {}
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self.gc_log)
+        out = {}
+        for gen in (0, 1, 2):
+            ms = [p[2] * 1000 for p in pauses if p[1] == gen]
+            out[f"gen{gen}"] = {"count": len(ms), "max_ms": round(max(ms), 2) if ms else 0, "total_ms": round(sum(ms), 1)}
+        return out
 
     def stop(self) -> None:
         try:
@@ -367,6 +401,7 @@ def run_point(
         rss_idle = server.rss_kb()
 
         cpu0, t0 = server.cpu(), time.time()
+        wait0 = proc_runqueue_wait_seconds(server.pid)
         t_start = t0 + 0.2
         pub_pipe.send(("go", t_start, point.duration))
         for parent in viewer_pipes:
@@ -377,6 +412,9 @@ def run_point(
         sent: dict[str, int] = pub_pipe.recv()
         time.sleep(0.5)  # frames in flight
         cpu1, t1 = server.cpu(), time.time()
+        wait1 = proc_runqueue_wait_seconds(server.pid)
+        pressure = cpu_pressure_avg10()
+        load1 = os.getloadavg()[0]
         client_cpu = {
             "publisher": round(proc_cpu_seconds(pub.pid) / (t1 - t0), 3),
             "viewers": [round(proc_cpu_seconds(p.pid) / (t1 - t0), 3) for p in procs[1:]],
@@ -395,6 +433,7 @@ def run_point(
             if p.is_alive():
                 p.kill()
         server.stop()
+    gc_pauses = server.gc_pauses(t0, t1)
 
     latencies: list[float] = []
     losses, dups, received = [], [], 0
@@ -431,8 +470,13 @@ def run_point(
         "server_cpu_s": round(cpu, 3),
         "server_cpu_util": round(cpu / (t1 - t0), 3),
         "cpu_us_per_frame": round(cpu / delivered * 1e6, 2) if delivered else None,
+        # Noise from outside: time the server waited for a CPU, machine-wide CPU pressure and load.
+        "server_runqueue_wait_s": round(wait1 - wait0, 3),
+        "cpu_pressure_avg10": pressure,
+        "loadavg_1m": round(load1, 2),
         # Whole-life CPU of the client processes over the window: shows whether the clients kept up.
         "client_cpu_util": client_cpu,
+        "server_gc": gc_pauses,
         "rss_mb": {
             "start": round(rss_start / 1024, 1),
             "before_viewers": round(rss_before_viewers / 1024, 1),

@@ -36,6 +36,8 @@ def summarise(path: Path, top: int = 25) -> str:
         if not stack or not count.isdigit():
             continue
         n = int(count)
+        if "_find_and_load" in stack or "tune_gc" in stack:
+            continue  # start-up (imports, the first full collection), not the serving we measure
         frames = [_short(f) for f in stack.split(";")]
         total += n
         if frames[-1].startswith(("select (", "poll (", "_run_once (")) and "selectors" in stack:
@@ -44,7 +46,7 @@ def summarise(path: Path, top: int = 25) -> str:
         for f in set(frames):
             inclusive[f] += n
     busy = max(1, total - idle)
-    lines = [f"samples: {total} (idle in the selector: {idle}, busy: {busy})", "", "self time (share of busy samples):"]
+    lines = [f"samples after start-up: {total} (idle in the selector: {idle}, busy: {busy})", "", "self time (share of busy samples):"]
     for func, n in self_time.most_common(top):
         lines.append(f"  {100 * n / busy:5.1f}%  {func}")
     lines += ["", "inclusive time (share of busy samples):"]

@@ -9,14 +9,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
+import json
+import os
 import resource
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import tornado.httpserver
 import tornado.netutil
+
+
+class GcPauses:
+    """Records every collection (start time, generation, duration) via gc.callbacks."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, int, float]] = []
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append((time.time(), info["generation"], time.perf_counter() - self._start))
+
+    def dump(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.pauses, f)
 
 
 def raise_fd_limit() -> None:
@@ -65,11 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a racedash setting")
     args = parser.parse_args(argv)
     raise_fd_limit()
+    pauses = GcPauses()
     if args.kind == "baseline":
         asyncio.run(run_baseline())
     else:
         overrides = dict(item.split("=", 1) for item in args.set)
         asyncio.run(run_racedash(overrides))
+    if os.environ.get("BENCH_GC_LOG"):
+        pauses.dump(os.environ["BENCH_GC_LOG"])
     return 0
 
 

@@ -229,6 +229,8 @@ class FanoutBroadcaster:
         handler = self._hook.handlers.get(eio_sid)
         conn = handler.ws_connection if handler is not None else None
         if conn is not None:
+            if conn.is_closing():
+                return  # its stream is gone or going: engine.io is about to report the disconnect
             pending = len(conn.stream._write_buffer)
             lag = self._lagging.get(eio_sid)
             if lag is not None:
@@ -257,7 +259,6 @@ class FanoutBroadcaster:
             and sock.upgraded
             and not sock.upgrading
             and sock.queue._unfinished_tasks == 0
-            and not conn.is_closing()
         ):
             try:
                 if conn._compressor is None:
