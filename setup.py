@@ -49,6 +49,8 @@ setup(
             "pytest-timeout==2.4.0",
             "hypothesis==6.170.17",
             "playwright==1.65.2",
+            # The real monitor uses the sync python-socketio client (requests + websocket-client).
+            "requests==2.32.5",
             "websocket-client==1.9.2",
         ],
     },

@@ -13,17 +13,23 @@ from dataclasses import dataclass, field
 
 import socketio
 import tornado.web
+import tornado.websocket
 
 from racedash import paths
+from racedash.auth import TeamAccess
 from racedash.broadcast import Broadcaster
 from racedash.config import Settings
 from racedash.fanout import make_broadcaster
+from racedash.keys import derive, load_or_create_secret
+from racedash.limits import ConnectionLimits
 from racedash.live import LiveNamespace
+from racedash.rights import PublishRights
 from racedash.sessions import SessionRegistry
 from racedash.validation import Validators
 from racedash.web import (
     DashboardHandler,
     HealthHandler,
+    LoginHandler,
     NotFoundHandler,
     ServerStatus,
     StatusPageHandler,
@@ -42,6 +48,8 @@ class Racedash:
     registry: SessionRegistry
     broadcaster: Broadcaster
     status: ServerStatus
+    access: TeamAccess
+    rights: PublishRights
     tasks: set[asyncio.Task] = field(default_factory=set)
 
     def start_background(self) -> None:
@@ -83,14 +91,26 @@ def make_app(settings: Settings) -> Racedash:
         logger=False,
         engineio_logger=False,
     )
-    registry = SessionRegistry()
+    secret = load_or_create_secret(settings.secret, settings.recordings_dir)
+    rights = PublishRights(derive(secret, "publish-token"), settings.publish_auth)
+    access = TeamAccess(settings.team_token, derive(secret, "team-cookie"))
+    registry = SessionRegistry(token_for=rights.token_for)
     broadcaster = make_broadcaster(sio, settings)
     status = ServerStatus(registry)
+    limits = ConnectionLimits(
+        events_per_second=settings.events_per_second,
+        event_burst=settings.event_burst,
+        sessions_per_connection=settings.sessions_per_connection,
+    )
     sio.register_namespace(
         LiveNamespace(
             registry=registry,
             broadcaster=broadcaster,
             validators=Validators(),
+            rights=rights,
+            limits=limits,
+            viewers_per_session=settings.viewers_per_session,
+            max_setup_bytes=settings.max_setup_bytes,
             public_url=settings.public_url,
         )
     )
@@ -99,14 +119,17 @@ def make_app(settings: Settings) -> Racedash:
         [
             (r"/", StatusPageHandler, deps),
             (r"/healthz", HealthHandler, deps),
+            (r"/login", LoginHandler, {"access": access}),
             (r"/dashboard/([^/]+)", DashboardHandler),
-            (r"/socket.io/", socketio.get_tornado_handler(sio)),
+            (r"/socket.io/", _socketio_handler(sio, _cors_origins(settings))),
         ],
         template_path=str(paths.templates_dir()),
         static_path=str(paths.static_dir()),
         default_handler_class=NotFoundHandler,
         websocket_max_message_size=settings.max_message_bytes,
         compress_response=True,
+        cookie_secret=access.cookie_secret,
+        xsrf_cookies=True,
     )
     return Racedash(
         settings=settings,
@@ -115,4 +138,27 @@ def make_app(settings: Settings) -> Racedash:
         registry=registry,
         broadcaster=broadcaster,
         status=status,
+        access=access,
+        rights=rights,
     )
+
+
+def _socketio_handler(sio: socketio.AsyncServer, origins: list[str] | None) -> type:
+    base = socketio.get_tornado_handler(sio)
+
+    class SocketIOHandler(base):  # type: ignore[misc, valid-type]
+        def check_origin(self, origin: str) -> bool:
+            # engine.io's Tornado driver accepts any origin on the WebSocket
+            # handshake when none are configured and refuses only after the
+            # upgrade, leaving the client hanging: refuse at the handshake.
+            if origins is not None:
+                return origin in origins
+            return tornado.websocket.WebSocketHandler.check_origin(self, origin)
+
+        def check_xsrf_cookie(self) -> None:
+            # Engine.IO's polling POSTs carry no XSRF token; CSRF does not
+            # apply: they act only on the session the handshake opened, and
+            # cross-origin handshakes are refused by the CORS setting.
+            return None
+
+    return SocketIOHandler

@@ -44,6 +44,22 @@ class Settings:
         900.0, "a session with no publisher for this long is ended and its memory freed"
     )
 
+    # --- security and limits (docs/security.md) -----------------------------
+    publish_auth: str = _setting(
+        "compat", "who may publish: 'compat' (the real monitor, no token needed) or 'token' (always the token)"
+    )
+    secret: str = _setting(
+        "", "server secret for publish tokens and login cookies (default: generated and kept in the recordings dir)"
+    )
+    team_token: str = _setting(
+        "", "team access token for recordings and replays (default: generated at start and printed)"
+    )
+    events_per_second: float = _setting(100.0, "events one connection may send per second (token bucket rate)")
+    event_burst: float = _setting(200.0, "events one connection may send in a burst")
+    sessions_per_connection: int = _setting(16, "sessions one connection may create or publish")
+    viewers_per_session: int = _setting(2000, "viewers one session may have")
+    max_setup_bytes: int = _setting(524_288, "largest setup accepted (encoded JSON bytes)")
+
     # --- performance (issue 8; see docs/performance.md and benchmarks/README.md) ---
     fast_fanout: bool = _setting(
         True, "write each room frame, built once, straight to upgraded websockets (off: stock python-socketio emits)"

@@ -14,8 +14,13 @@ from typing import Any, Awaitable, Callable
 
 import socketio
 
+import orjson
+
 from racedash.broadcast import Broadcaster
-from racedash.errors import InternalError, InvalidPayload, RacedashError
+from racedash.ids import new_session_id
+from racedash.errors import InternalError, InvalidPayload, LimitExceeded, RacedashError
+from racedash.limits import ConnectionLimits
+from racedash.rights import PublishRights
 from racedash.sessions import SETUP, TELEMETRY, Frame, Session, SessionRegistry, frame_event
 from racedash.validation import Validators
 
@@ -32,6 +37,10 @@ class LiveNamespace(socketio.AsyncNamespace):
         registry: SessionRegistry,
         broadcaster: Broadcaster,
         validators: Validators,
+        rights: PublishRights,
+        limits: ConnectionLimits,
+        viewers_per_session: int = 2000,
+        max_setup_bytes: int = 524_288,
         public_url: str = "",
         namespace: str = "/",
     ) -> None:
@@ -39,8 +48,13 @@ class LiveNamespace(socketio.AsyncNamespace):
         self.registry = registry
         self.broadcaster = broadcaster
         self.validators = validators
+        self.rights = rights
+        self.limits = limits
+        self.viewers_per_session = viewers_per_session
+        self.max_setup_bytes = max_setup_bytes
         self.public_url = public_url.rstrip("/")
         self._base_urls: dict[str, str] = {}
+        self._auth_tokens: dict[str, str] = {}
         self._handlers: dict[str, Handler] = {
             "request_session_id": self.request_session_id,
             "setup_data": self.setup_data,
@@ -52,12 +66,13 @@ class LiveNamespace(socketio.AsyncNamespace):
     # -- dispatch -------------------------------------------------------------
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event == "connect":
-            return self.on_connect(*args[:2])
+            return self.on_connect(*args[:3])
         if event == "disconnect":
             return await self.on_disconnect(args[0])
         sid, payloads = args[0], args[1:]
         handler = self._handlers.get(event)
         try:
+            self.limits.check_event(sid)
             if handler is None:
                 raise RacedashError(f"unknown event {event!r}", code="unknown_event")
             if len(payloads) > 1:
@@ -70,13 +85,19 @@ class LiveNamespace(socketio.AsyncNamespace):
             log.exception("%s from %s failed", event, sid)
             return InternalError("the server failed to handle this event").to_ack()
 
-    def on_connect(self, sid: str, environ: dict) -> None:
+    def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
         host = environ.get("HTTP_HOST")
         scheme = environ.get("wsgi.url_scheme", "http")
         self._base_urls[sid] = self.public_url or (f"{scheme}://{host}" if host else "")
+        # A monitor may prove it is a session's publisher once, at connect time.
+        if isinstance(auth, dict) and isinstance(auth.get("publish_token"), str):
+            self._auth_tokens[sid] = auth["publish_token"]
 
     async def on_disconnect(self, sid: str) -> None:
         self._base_urls.pop(sid, None)
+        self._auth_tokens.pop(sid, None)
+        self.limits.forget(sid)
+        self.rights.forget(sid)
         for session in self.registry.forget_connection(sid):
             log.info("publisher of session %s disconnected", session.id[:8])
 
@@ -84,7 +105,9 @@ class LiveNamespace(socketio.AsyncNamespace):
     async def request_session_id(self, sid: str, payload: Any) -> dict:
         if payload is not None and not isinstance(payload, dict):
             raise InvalidPayload("request_session_id payload must be an object or absent")
-        session = self.registry.create(publisher_sid=sid)
+        session_id = new_session_id()
+        self.limits.check_new_session(sid, session_id)
+        session = self.registry.create(publisher_sid=sid, session_id=session_id)
         assigned = {
             "session_id": session.id,
             "dashboard_url": f"{self._base_urls.get(sid, self.public_url)}/dashboard/{session.id}",
@@ -95,6 +118,8 @@ class LiveNamespace(socketio.AsyncNamespace):
 
     async def setup_data(self, sid: str, payload: Any) -> dict:
         payload = self.validators.setup_data(payload)
+        if len(orjson.dumps(payload["setup"])) > self.max_setup_bytes:
+            raise LimitExceeded(f"setup larger than {self.max_setup_bytes} bytes")
         return await self._publish(sid, SETUP, payload)
 
     async def telemetry_update(self, sid: str, payload: Any) -> dict:
@@ -102,7 +127,12 @@ class LiveNamespace(socketio.AsyncNamespace):
         return await self._publish(sid, TELEMETRY, payload)
 
     async def _publish(self, sid: str, kind: str, payload: dict) -> dict:
-        session = await self.registry.take_up(self.validators.session_id_of(payload))
+        session_id = self.validators.session_id_of(payload)
+        self.limits.check_new_session(sid, session_id)
+        session = await self.registry.take_up(session_id)
+        # Never recorded: whoever can read a recording must not be able to publish.
+        token = payload.pop("publish_token", None) or self._auth_tokens.get(sid)
+        self.rights.check(session, sid, token)
         frame = self.registry.publish(session, kind, payload, sid)
         event, data = frame_event(session.id, frame)
         await self.broadcaster.to_room(session.id, event, data)
@@ -112,6 +142,9 @@ class LiveNamespace(socketio.AsyncNamespace):
     async def join_session(self, sid: str, payload: Any) -> dict:
         payload = self.validators.join_session(payload)
         session = await self.registry.take_up(self.validators.session_id_of(payload))
+        if sid not in session.viewer_sids and len(session.viewer_sids) >= self.viewers_per_session:
+            raise LimitExceeded(f"this session already has {self.viewers_per_session} viewers")
+        self.rights.mark_viewer(sid)
         await self.enter_room(sid, session.id)
         self.registry.add_viewer(session, sid)
         for frame in self._catch_up_frames(session, payload.get("last_seq")):

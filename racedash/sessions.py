@@ -102,6 +102,7 @@ class SessionRegistry:
         restore: Restorer = _restore_nothing,
         clock: Callable[[], float] = time.time,
         ring_size: int = 1200,
+        token_for: Callable[[str], str] = lambda session_id: new_token(),
     ) -> None:
         self._sessions: dict[str, Session] = {}
         self._pending: dict[str, asyncio.Future[Session]] = {}
@@ -109,6 +110,7 @@ class SessionRegistry:
         self._restore = restore
         self._clock = clock
         self._ring_size = ring_size
+        self._token_for = token_for
 
     # -- lookup ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -124,8 +126,8 @@ class SessionRegistry:
         return sum(len(s.viewer_sids) for s in self._sessions.values())
 
     # -- creation -------------------------------------------------------------
-    def create(self, publisher_sid: str | None = None) -> Session:
-        session = self._new_session(new_session_id(), publisher_sid)
+    def create(self, publisher_sid: str | None = None, session_id: str | None = None) -> Session:
+        session = self._new_session(session_id or new_session_id(), publisher_sid)
         log.info("session %s created", _short(session.id))
         return session
 
@@ -166,7 +168,7 @@ class SessionRegistry:
     ) -> Session:
         session = Session(
             id=session_id,
-            publish_token=new_token(),
+            publish_token=self._token_for(session_id),
             created=restored.created if restored else self._clock(),
             publisher_sid=publisher_sid,
             recent=deque(maxlen=self._ring_size),

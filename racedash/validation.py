@@ -12,6 +12,7 @@ import math
 from typing import Any, Callable
 
 import fastjsonschema
+import orjson
 
 from racedash.errors import InvalidPayload, MissingField, WrongType
 from racedash.ids import parse_session_id
@@ -53,13 +54,18 @@ TELEMETRY_SCHEMA: dict = {
 SETUP_DATA_SCHEMA: dict = {
     "type": "object",
     "required": ["session_id", "timestamp", "setup"],
-    "properties": {"session_id": _STRING, "timestamp": _STRING, "setup": {"type": "object"}},
+    "properties": {
+        "session_id": _STRING,
+        "timestamp": _STRING,
+        "setup": {"type": "object"},
+        "publish_token": _STRING,
+    },
 }
 
 TELEMETRY_UPDATE_SCHEMA: dict = {
     "type": "object",
     "required": ["session_id", "telemetry"],
-    "properties": {"session_id": _STRING, "telemetry": TELEMETRY_SCHEMA},
+    "properties": {"session_id": _STRING, "telemetry": TELEMETRY_SCHEMA, "publish_token": _STRING},
 }
 
 JOIN_SESSION_SCHEMA: dict = {
@@ -93,6 +99,12 @@ class PayloadValidator:
                 raise MissingField(f"{self.event}: {exc.message.replace('data', 'payload', 1)}") from None
             raise WrongType(f"{self.event}: {field or 'payload'} {_rule_text(exc)}") from None
         _check_finite(payload, self.event)
+        try:
+            # What orjson cannot encode (integers beyond 64 bits, lone UTF-16
+            # surrogates) could not be recorded: refuse it before it is stamped.
+            orjson.dumps(payload)
+        except orjson.JSONEncodeError as exc:
+            raise InvalidPayload(f"{self.event}: payload cannot be recorded as JSON ({exc})") from None
         return payload
 
 

@@ -6,9 +6,11 @@ import time
 from typing import Any
 
 import orjson
+import tornado.escape
 import tornado.web
 
 from racedash import __version__
+from racedash.auth import COOKIE_DAYS, COOKIE_NAME, TeamAccess
 from racedash.errors import InvalidSessionId, RacedashError
 from racedash.ids import parse_session_id
 from racedash.sessions import SessionRegistry
@@ -87,3 +89,58 @@ class DashboardHandler(BaseHandler):
             raise tornado.web.HTTPError(404, reason="No such dashboard") from None
         self.set_header("Referrer-Policy", "no-referrer")  # the URL is the session's secret
         self.render("dashboard.html", session_id=session_id, mode="live")
+
+
+class LoginHandler(BaseHandler):
+    """Exchanges the team token for a signed cookie (GET with ?token= from the printed URL, or the form)."""
+
+    def initialize(self, access: TeamAccess) -> None:
+        self.access = access
+
+    def get(self) -> None:
+        token = self.get_query_argument("token", None)
+        if token is None:
+            self.render("login.html", error=None, next_url=self._next_url())
+        else:
+            self._login(token)
+
+    def post(self) -> None:
+        self._login(self.get_body_argument("token", ""))
+
+    def _login(self, token: str) -> None:
+        if not self.access.is_token(token):
+            self.set_status(403)
+            self.render("login.html", error="That team token is not valid.", next_url=self._next_url())
+            return
+        self.set_signed_cookie(
+            COOKIE_NAME, "team", expires_days=COOKIE_DAYS, httponly=True, samesite="Lax"
+        )
+        self.redirect(self._next_url())
+
+    def _next_url(self) -> str:
+        target = self.get_argument("next", "/recordings")
+        # Only paths on this server: never an open redirect.
+        return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/recordings"
+
+
+class TeamHandler(BaseHandler):
+    """Base for everything that needs team access (recordings, downloads, replays, deletions)."""
+
+    def initialize(self, access: TeamAccess, **deps: Any) -> None:
+        self.access = access
+        for name, value in deps.items():
+            setattr(self, name, value)
+
+    def prepare(self) -> None:
+        if self.access.is_team_request(self):
+            return
+        if self.request.path.startswith("/api/"):
+            raise tornado.web.HTTPError(401, reason="Team login required")
+        self.redirect(f"/login?next={tornado.escape.url_escape(self.request.uri)}")
+
+    def check_xsrf_cookie(self) -> None:
+        # A bearer token is not sent by browsers on their own, so it cannot be forged cross-site.
+        header = self.request.headers.get("Authorization", "")
+        if header.startswith("Bearer ") and self.access.is_token(header[len("Bearer "):]):
+            return
+        super().check_xsrf_cookie()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -13,13 +14,42 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(host="127.0.0.1", port=0, recordings_dir=tmp_path / "recordings")
 
 
+async def _stop_server(srv: RacedashServer) -> None:
+    await srv.stop()
+    # engine.io starts a 25 s ping sleeper per socket that nothing cancels on
+    # shutdown; a real process simply exits, but a test loop would close with
+    # them pending and print "Task was destroyed but it is pending!".
+    for task in asyncio.all_tasks():
+        if "_send_ping" in getattr(task.get_coro(), "__qualname__", ""):
+            task.cancel()
+
+
+def _run_server(io_loop, settings: Settings):
+    srv = RacedashServer(settings)
+    io_loop.run_sync(srv.start)
+    return srv
+
+
 @pytest.fixture
 def server(io_loop, settings: Settings):
     """A real racedash server on a free loopback port, stopped after the test."""
-    srv = RacedashServer(settings)
-    io_loop.run_sync(srv.start)
+    srv = _run_server(io_loop, settings)
     yield srv
-    io_loop.run_sync(srv.stop)
+    io_loop.run_sync(lambda: _stop_server(srv))
+
+
+@pytest.fixture
+def settings_changes() -> dict:
+    """Override with @pytest.mark.parametrize("settings_changes", [{...}]) to use server_with."""
+    return {}
+
+
+@pytest.fixture
+def server_with(io_loop, settings: Settings, settings_changes: dict):
+    """Like ``server``, with the test's settings_changes applied."""
+    srv = _run_server(io_loop, settings.replace(**settings_changes))
+    yield srv
+    io_loop.run_sync(lambda: _stop_server(srv))
 
 
 @pytest.fixture

@@ -73,3 +73,6 @@ class Client:
     async def close(self) -> None:
         await self.sio.disconnect()
         await self.sio.shutdown()
+        http = self.sio.eio.http
+        if http is not None and not http.closed:  # left open when the connect itself failed
+            await http.close()

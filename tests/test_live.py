@@ -164,6 +164,13 @@ async def test_too_many_arguments_is_refused(server, clients):
     assert ack["error"] == "invalid_payload"
 
 
+@pytest.mark.parametrize("value", [2**70, "\ud800"])
+async def test_unrecordable_values_are_refused(server, clients, value):
+    monitor, session_id, _ = await new_session(server, clients)
+    ack = await monitor.call("telemetry_update", telemetry(session_id, extra=value))
+    assert ack["error"] == "invalid_payload"
+
+
 async def test_nan_is_refused(server, clients):
     monitor, session_id, _ = await new_session(server, clients)
     # python-socketio's JSON decoder accepts NaN; racedash must not record it.

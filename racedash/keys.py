@@ -1,0 +1,44 @@
+"""The server secret: from config/env, else generated once and kept beside the recordings.
+
+Publish tokens and the team-login cookie are derived from it, so keeping it
+stable across restarts keeps monitors' tokens and logins valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SECRET_FILE = ".racedash-secret"
+
+
+def load_or_create_secret(configured: str, directory: Path) -> bytes:
+    if configured:
+        return configured.encode()
+    path = directory / SECRET_FILE
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    directory.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32).encode()
+    # O_EXCL: two processes starting together agree on whichever wrote first.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+    log.info("generated a server secret in %s (set RACEDASH_SECRET to manage it yourself)", path)
+    return secret
+
+
+def derive(secret: bytes, purpose: str) -> bytes:
+    """An independent key for one purpose, so no two features share a key."""
+    return hmac.new(secret, purpose.encode(), hashlib.sha256).digest()

@@ -1,0 +1,91 @@
+"""HTTP routes through a real server."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from tests.helpers import Client
+
+
+async def fetch(server, path: str, **kwargs):
+    client = AsyncHTTPClient()
+    try:
+        return await client.fetch(server.url + path, raise_error=False, **kwargs)
+    finally:
+        client.close()
+
+
+async def test_status_page_counts_but_never_lists_ids(server, clients):
+    monitor = Client(server.url)
+    clients.append(monitor)
+    await monitor.connect()
+    ack = await monitor.call("request_session_id", {})
+    viewer = Client(server.url)
+    clients.append(viewer)
+    await viewer.connect()
+    await viewer.call("join_session", {"session_id": ack["session_id"]})
+
+    response = await fetch(server, "/")
+    body = response.body.decode()
+    assert response.code == 200
+    assert ack["session_id"] not in body and ack["session_id"][:8] not in body
+    assert 'data-field="live_sessions">1<' in body
+    assert 'data-field="viewers">1<' in body
+    assert "0.1.0" in body
+
+
+async def test_healthz_is_json(server):
+    response = await fetch(server, "/healthz")
+    assert response.code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    health = orjson.loads(response.body)
+    assert health["status"] == "ok" and health["live_sessions"] == 0 and health["uptime_seconds"] >= 0
+
+
+async def test_dashboard_page_for_a_well_formed_id(server):
+    session_id = str(uuid.uuid4())
+    response = await fetch(server, f"/dashboard/{session_id}")
+    body = response.body.decode()
+    assert response.code == 200
+    assert f'data-session-id="{session_id}"' in body
+    assert "/static/vendor/socket.io-client/socket.io.min.js" in body
+    assert "http://" not in body and "https://" not in body  # nothing loaded from the internet
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+@pytest.mark.parametrize("path", ["/dashboard/not-a-uuid", "/dashboard/..%2F..%2Fetc%2Fpasswd", "/nope", "/dashboard/"])
+async def test_unknown_routes_and_malformed_ids_get_a_404_page(server, path):
+    response = await fetch(server, path)
+    assert response.code == 404
+    assert b"<html" in response.body and b"404" in response.body
+
+
+async def test_unknown_api_route_gets_json_404(server):
+    response = await fetch(server, "/api/nothing-here")
+    assert response.code == 404
+    assert orjson.loads(response.body)["ok"] is False
+
+
+async def test_vendored_client_is_served(server):
+    response = await fetch(server, "/static/vendor/socket.io-client/socket.io.min.js")
+    assert response.code == 200 and b"Socket.IO v4.8.1" in response.body
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../setup.py",
+        "/static/..%2F..%2Fsetup.py",
+        "/static/%2e%2e/%2e%2e/setup.py",
+        "/static//etc/passwd",
+        "/dashboard/..%2F..%2F..%2Fetc%2Fpasswd",
+    ],
+)
+async def test_traversal_urls_never_serve_files_outside_static(server, path):
+    response = await fetch(server, path)
+    assert response.code in (400, 403, 404)
+    assert b"install_requires" not in response.body and b"root:" not in response.body
