@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import gc
 import json
+import logging
 import os
 import resource
 import signal
@@ -77,7 +78,9 @@ async def run_racedash(overrides: dict[str, str]) -> None:
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     with tempfile.TemporaryDirectory(prefix="racedash-bench-") as tmp:
         changes = {name: _coerce(fields[name], raw) for name, raw in overrides.items()}
-        settings = Settings(host="127.0.0.1", port=0, recordings_dir=Path(tmp), log_level="WARNING", **changes)
+        base = {"host": "127.0.0.1", "port": 0, "recordings_dir": Path(tmp), "log_level": "WARNING"}
+        settings = Settings(**{**base, **changes})
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         # The production entry point: same start-up, GC tuning and SIGTERM handling.
         await serve(settings, on_ready=lambda server: print(f"READY {server.port}", flush=True))
 
