@@ -190,8 +190,8 @@ class ServerProcess:
 
 
 # -- publisher process ---------------------------------------------------------------
-def _publisher_process(port: int, n_publishers: int, rate: float, prefill: int, pipe: Connection) -> None:
-    asyncio.run(_publisher_main(port, n_publishers, rate, prefill, pipe))
+def _publisher_process(port: int, n_publishers: int, rate: float, prefill: int, padding: int, pipe: Connection) -> None:
+    asyncio.run(_publisher_main(port, n_publishers, rate, prefill, padding, pipe))
 
 
 async def _wait_pipe(pipe: Connection) -> Any:
@@ -205,7 +205,9 @@ async def _wait_pipe(pipe: Connection) -> Any:
     return pipe.recv()
 
 
-async def _publisher_main(port: int, n_publishers: int, rate: float, prefill: int, pipe: Connection) -> None:
+async def _publisher_main(
+    port: int, n_publishers: int, rate: float, prefill: int, padding: int, pipe: Connection
+) -> None:
     conns: list[wsclient.SioConnection] = []
     ids: list[str] = []
     setup = setup_payload()
@@ -225,6 +227,8 @@ async def _publisher_main(port: int, n_publishers: int, rate: float, prefill: in
     if prefill:
         # Fill the server's per-session history before measuring memory: its growth is not a viewer's cost.
         filler = telemetry_template()
+        if padding:
+            filler["padding"] = "x" * padding
         for conn, session_id in zip(conns, ids):
             for k in range(prefill):
                 conn.emit("telemetry_update", {"session_id": session_id, "telemetry": dict(filler, lap=k)})
@@ -235,6 +239,8 @@ async def _publisher_main(port: int, n_publishers: int, rate: float, prefill: in
     command, t_start, duration = await _wait_pipe(pipe)
     assert command == "go"
     template = telemetry_template()
+    if padding:
+        template["padding"] = "x" * padding  # extra fields are kept and relayed, like any other
     sent = [0] * n_publishers
 
     async def publish(i: int) -> None:
@@ -368,6 +374,7 @@ class Point:
     slow: SlowSpec | None = None
     label: str = ""
     prefill: int = 0  # frames each publisher sends before viewers join (fills the history ring)
+    padding: int = 0  # extra bytes per telemetry frame
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -397,7 +404,7 @@ def run_point(
     try:
         rss_start = server.rss_kb()
         pub_pipe, pub_child = ctx.Pipe()
-        pub = ctx.Process(target=_publisher_process, args=(server.port, point.publishers, point.rate, point.prefill, pub_child))
+        pub = ctx.Process(target=_publisher_process, args=(server.port, point.publishers, point.rate, point.prefill, point.padding, pub_child))
         pub.start()
         procs.append(pub)
         ids = _recv(pub_pipe, 60, "session ids")
@@ -525,6 +532,7 @@ def run_point(
         sid = slow_result["session_id"]
         out["slow_consumer"] = {
             "paused_seconds": point.slow.seconds,
+            "frame_bytes": len(orjson.dumps(dict(telemetry_template(), padding="x" * point.padding, n=0, send_ts=0.0))),
             "rcvbuf": point.slow.rcvbuf,
             "rss_growth_mb_while_paused": round((max(window) - window[0]) / 1024, 2),
             "frames_sent": sent[sid],
@@ -549,11 +557,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-after", type=float)
     parser.add_argument("--slow-seconds", type=float, default=60)
     parser.add_argument("--nice", type=int, default=0, help="scheduling priority of the server (negative: higher)")
+    parser.add_argument("--padding", type=int, default=0, help="extra bytes per telemetry frame")
     parser.add_argument("--prefill", type=int, default=0, help="frames per publisher before viewers join")
     parser.add_argument("--profile", type=Path, help="record the server with py-spy (raw format) to this file")
     args = parser.parse_args(argv)
     slow = SlowSpec(args.slow_after, args.slow_seconds) if args.slow_after is not None else None
-    point = Point(args.P, args.V, args.R, args.D, args.viewer_procs, slow, prefill=args.prefill)
+    point = Point(args.P, args.V, args.R, args.D, args.viewer_procs, slow, prefill=args.prefill, padding=args.padding)
     settings = dict(item.split("=", 1) for item in args.set)
     print(json.dumps(run_point(args.server, point, settings, profile=args.profile, nice=args.nice)), flush=True)
     return 0
