@@ -137,8 +137,13 @@ class ServerProcess:
             cmd = [str(pyspy), "record", "-r", "200", "-f", "raw", "-o", str(profile), "--", *cmd]
         self.gc_log = tempfile.NamedTemporaryFile(prefix="racedash-gc-", suffix=".json", delete=False).name
         env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_GC_LOG=self.gc_log)
+        # The server's log goes to a file: shutdown with clients still attached is noisy.
+        log_dir = ROOT / "benchmarks" / "results"
+        log_dir.mkdir(exist_ok=True)
+        self.log = open(log_dir / f"server-{kind}.log", "a")
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, env=env, cwd=ROOT, text=True, preexec_fn=(lambda: _renice(nice)) if nice else None
+            cmd, stdout=subprocess.PIPE, stderr=self.log, env=env, cwd=ROOT, text=True,
+            preexec_fn=(lambda: _renice(nice)) if nice else None,
         )
         line = self.proc.stdout.readline()
         while line and not line.startswith("READY "):  # py-spy talks on stdout first
@@ -187,6 +192,8 @@ class ServerProcess:
             self.proc.wait()
         except ProcessLookupError:
             self.proc.wait()
+        finally:
+            self.log.close()
 
 
 # -- publisher process ---------------------------------------------------------------
@@ -288,7 +295,7 @@ def _viewer_process(port: int, sessions: list[str], slow: SlowSpec | None, pipe:
 
 
 class _Viewer:
-    __slots__ = ("session_id", "seen", "latencies", "joined", "conn", "after_resume", "resumed")
+    __slots__ = ("session_id", "seen", "latencies", "joined", "conn", "after_resume", "resumed", "paused_at")
 
     def __init__(self, session_id: str, latencies: array) -> None:
         self.session_id = session_id
@@ -298,6 +305,7 @@ class _Viewer:
         self.conn: wsclient.SioConnection | None = None
         self.after_resume = array("l")
         self.resumed = False
+        self.paused_at = 0.0
 
     def on_event(self, name: str, data: Any, now: float) -> None:
         if name == "telemetry_update":
@@ -334,6 +342,7 @@ async def _viewer_main(port: int, sessions: list[str], slow: SlowSpec | None, pi
     if slow_viewer is not None:
         async def pause_then_resume() -> None:
             await asyncio.sleep(max(0.0, t_start + slow.after - time.time()))
+            slow_viewer.paused_at = time.time()
             slow_viewer.conn.pause()
             await asyncio.sleep(slow.seconds)
             slow_viewer.resumed = True
@@ -356,6 +365,10 @@ async def _viewer_main(port: int, sessions: list[str], slow: SlowSpec | None, pi
             "seen": slow_viewer.seen.tobytes(),
             "after_resume": slow_viewer.after_resume.tobytes(),
             "resumed": slow_viewer.resumed,
+            # The server closed it (a pause longer than engine.io's ping interval + timeout does that).
+            "closed_after_s": (
+                round(slow_viewer.conn.closed_at - slow_viewer.paused_at, 1) if slow_viewer.conn.closed_at else None
+            ),
         }
     pipe.send(result)
     for v in viewers + ([slow_viewer] if slow_viewer else []):
@@ -541,6 +554,7 @@ def run_point(
             "first_after_resume": after[0] if after else None,
             "last_received": seen[-1] if seen else None,
             "caught_up": bool(after) and after[-1] == sent[sid],
+            "disconnected_after_s": slow_result["closed_after_s"],
         }
     return out
 

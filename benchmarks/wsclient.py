@@ -52,12 +52,14 @@ class SioConnection(asyncio.Protocol):
         self._acks: dict[int, asyncio.Future] = {}
         self._next_ack = 0
         self.paused = False
+        self.closed_at: float | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed_at = time.time()
         if not self.closed.done():
             self.closed.set_result(exc)
         if not self.opened.done():
