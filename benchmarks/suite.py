@@ -33,6 +33,7 @@ GC_VARIANTS = {
     "racedash, GC: Python defaults": {"gc_freeze": "false", "gc_thresholds": ""},
     "racedash, GC: freeze only": {"gc_freeze": "true", "gc_thresholds": ""},
     "racedash, GC: thresholds only": {"gc_freeze": "false"},
+    "racedash, GC: freeze, thresholds 50000,20,100": {"gc_thresholds": "50000,20,100"},
 }
 
 

@@ -73,7 +73,7 @@ class Settings:
     )
     gc_freeze: bool = _setting(True, "gc.freeze() after start-up: long-lived objects leave the collector's scans")
     gc_thresholds: str = _setting(
-        "50000,20,100", "gc.set_threshold values (gen0,gen1,gen2), empty for Python's defaults"
+        "10000,10,10", "gc.set_threshold values (gen0,gen1,gen2), empty for Python's defaults (700,10,10)"
     )
 
     # --- logging -------------------------------------------------------------
