@@ -16,13 +16,19 @@ import tornado.web
 import tornado.websocket
 
 from racedash import paths
+from racedash.api import api_routes, team_only
 from racedash.auth import TeamAccess
 from racedash.broadcast import Broadcaster
-from racedash.config import Settings
+from racedash.config import Settings, SettingsError
 from racedash.fanout import make_broadcaster
+from racedash.history import HistoryOptions, SessionHistory
 from racedash.keys import derive, load_or_create_secret
 from racedash.limits import ConnectionLimits
 from racedash.live import LiveNamespace
+from racedash.recording.recorder import Recorder
+from racedash.recording.retention import Retention, RetentionPolicy
+from racedash.recording.store import RecordingStore
+from racedash.recording.writer import WriterOptions
 from racedash.rights import PublishRights
 from racedash.sessions import SessionRegistry
 from racedash.validation import Validators
@@ -51,10 +57,18 @@ class Racedash:
     access: TeamAccess
     rights: PublishRights
     tasks: set[asyncio.Task] = field(default_factory=set)
+    # --- recordings (None when recording is off) ---
+    store: RecordingStore | None = None
+    recorder: Recorder | None = None
+    retention: Retention | None = None
 
     def start_background(self) -> None:
         """Start the periodic jobs; call once the event loop runs."""
         self._own(asyncio.create_task(self._reap_idle_sessions(), name="racedash-reaper"))
+        if self.recorder is not None:
+            self.recorder.check_directory()
+        if self.retention is not None and self.retention.policy.enabled:
+            self._own(asyncio.create_task(self._apply_retention(), name="racedash-retention"))
 
     def _own(self, task: asyncio.Task) -> None:
         self.tasks.add(task)
@@ -67,6 +81,17 @@ class Racedash:
             for session in self.registry.idle_sessions(self.settings.session_idle_seconds, time.monotonic()):
                 if not session.viewer_sids:
                     self.registry.end(session.id)
+                    if self.recorder is not None:
+                        await self.recorder.close_session(session.id, ended=True)
+
+    async def _apply_retention(self) -> None:
+        assert self.retention is not None
+        while True:
+            try:
+                await self.retention.run_once()
+            except Exception:  # noqa: BLE001 - a failed pass must not end retention for good
+                log.exception("retention pass failed")
+            await asyncio.sleep(self.settings.retention_check_seconds)
 
     async def close(self) -> None:
         """Disconnect every client and stop background work."""
@@ -75,6 +100,8 @@ class Racedash:
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.sio.shutdown()
+        if self.recorder is not None:
+            await self.recorder.close()
 
 
 def _cors_origins(settings: Settings) -> list[str] | None:
@@ -94,9 +121,35 @@ def make_app(settings: Settings) -> Racedash:
     secret = load_or_create_secret(settings.secret, settings.recordings_dir)
     rights = PublishRights(derive(secret, "publish-token"), settings.publish_auth)
     access = TeamAccess(settings.team_token, derive(secret, "team-cookie"))
-    registry = SessionRegistry(token_for=rights.token_for)
+    store = RecordingStore(settings.recordings_dir)
+    recorder = _make_recorder(settings, store) if settings.recording_enabled else None
+    recording_hooks = {}
+    if recorder is not None:
+        store.live_summaries = recorder.live_summaries
+        recording_hooks = {"sink": recorder, "restore": recorder.restore}
+    registry = SessionRegistry(token_for=rights.token_for, ring_size=settings.ring_frames, **recording_hooks)
     broadcaster = make_broadcaster(sio, settings)
     status = ServerStatus(registry)
+    if recorder is not None:
+        recorder.problems = status.problems  # disk trouble shows on /healthz and the status page
+    history = SessionHistory(
+        HistoryOptions(
+            window_seconds=settings.history_seconds,
+            max_points=settings.history_max_points,
+            max_catch_up=settings.catch_up_max_frames,
+        ),
+        store=store if recorder is not None else None,
+        flush=recorder.flush if recorder is not None else SessionHistory.no_flush,
+    )
+    retention = Retention(
+        store,
+        RetentionPolicy(
+            max_age_seconds=settings.retention_max_age_days * 86400,
+            max_total_bytes=int(settings.retention_max_total_mb * 1024 * 1024),
+        ),
+        is_live=lambda session_id: registry.get(session_id) is not None
+        or (recorder is not None and recorder.is_live(session_id)),
+    )
     limits = ConnectionLimits(
         events_per_second=settings.events_per_second,
         event_burst=settings.event_burst,
@@ -112,6 +165,7 @@ def make_app(settings: Settings) -> Racedash:
             viewers_per_session=settings.viewers_per_session,
             max_setup_bytes=settings.max_setup_bytes,
             public_url=settings.public_url,
+            history=history,
         )
     )
     deps = {"status": status}
@@ -121,6 +175,7 @@ def make_app(settings: Settings) -> Racedash:
             (r"/healthz", HealthHandler, deps),
             (r"/login", LoginHandler, {"access": access}),
             (r"/dashboard/([^/]+)", DashboardHandler),
+            *api_routes(store, access=team_only(access)),
             (r"/socket.io/", _socketio_handler(sio, _cors_origins(settings))),
         ],
         template_path=str(paths.templates_dir()),
@@ -140,6 +195,28 @@ def make_app(settings: Settings) -> Racedash:
         status=status,
         access=access,
         rights=rights,
+        store=store,
+        recorder=recorder,
+        retention=retention,
+    )
+
+
+def _make_recorder(settings: Settings, store: RecordingStore) -> Recorder:
+    try:
+        options = _writer_options(settings)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return Recorder(store, options, ring_size=settings.ring_frames)
+
+
+def _writer_options(settings: Settings) -> WriterOptions:
+    return WriterOptions(
+        flush_seconds=settings.recording_flush_seconds,
+        fsync=settings.recording_fsync,
+        fsync_seconds=settings.recording_fsync_seconds,
+        retry_seconds=settings.recording_retry_seconds,
+        max_pending_bytes=int(settings.recording_max_pending_mb * 1024 * 1024),
+        summary_seconds=settings.recording_summary_seconds,
     )
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from racedash import __version__
 from racedash.config import Settings, SettingsError
 from racedash.errors import RacedashError
+
+if TYPE_CHECKING:
+    from racedash.simulator import SimulationOptions
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -43,6 +47,85 @@ def _publish_token(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- simulator (racedash.simulator) ----------------------------------------
+def _positive(kind: type) -> Callable[[str], float | int]:
+    def parse(raw: str) -> float | int:
+        value = kind(raw)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {raw}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("simulation")
+    group.add_argument("--rate", type=_positive(float), default=2.0, help="telemetry frames per second [default 2]")
+    group.add_argument("--speedup", type=_positive(float), default=1.0, help="race seconds per real second [default 1]")
+    group.add_argument("--laps", type=_positive(int), default=None, help="stop each car after this many laps [default: run until stopped]")
+    group.add_argument("--cars", type=_positive(int), default=1, help="independent simulated cars, one session each [default 1]")
+    group.add_argument("--seed", type=int, default=None, help="random seed; car i uses seed+i [default: random]")
+
+
+def _simulation_options(
+    args: argparse.Namespace, session_id: str | None = None, publish_token: str | None = None
+) -> "SimulationOptions":
+    from racedash.simulator import SimulationOptions
+
+    return SimulationOptions(
+        rate=args.rate, speedup=args.speedup, laps=args.laps, seed=args.seed, session_id=session_id, publish_token=publish_token
+    )
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from racedash.errors import InvalidSessionId
+    from racedash.ids import parse_session_id
+    from racedash.simulator import runner, summary
+
+    _configure_logging("WARNING")
+    session_id = None
+    if args.session_id is not None:
+        if args.cars > 1:
+            raise SettingsError("--session-id names one session; it cannot be used with --cars > 1")
+        try:
+            session_id = parse_session_id(args.session_id)
+        except InvalidSessionId as exc:
+            raise SettingsError(f"--session-id: {exc.message}") from None
+    if args.dry_run:
+        print(summary.dry_run(seed=args.seed, laps=args.laps or 20, dt=args.speedup / args.rate))
+        return 0
+    if args.publish_token is not None and session_id is None:
+        raise SettingsError("--publish-token goes with --session-id (an assigned session's token is kept anyway)")
+    options = _simulation_options(args, session_id, args.publish_token)
+    asyncio.run(runner.simulate(args.url, options, cars=args.cars))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from racedash.simulator import runner
+
+    settings = Settings.from_args(args)
+    if args.setting_host is None and "RACEDASH_HOST" not in os.environ:
+        # A demo is for trying racedash on this machine: loopback unless asked otherwise.
+        settings = settings.replace(host="127.0.0.1")
+    _configure_logging(settings.log_level)
+    asyncio.run(
+        runner.demo(
+            settings,
+            _simulation_options(args),
+            cars=args.cars,
+            on_ready=_announce_demo,
+        )
+    )
+    return 0
+
+
+def _announce_demo(server) -> None:
+    _announce(server)
+    print("Ctrl-C stops the simulated car and the server.", flush=True)
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
@@ -58,6 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server", description="Run the racedash server.")
     Settings.add_arguments(serve)
     serve.set_defaults(run=_serve)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="publish a simulated stint into a running server",
+        description="Publish simulated endurance stints into a racedash server, as the monitor does.",
+    )
+    simulate.add_argument("--url", default="http://127.0.0.1:5000", help="server to publish to [default http://127.0.0.1:5000]")
+    simulate.add_argument("--session-id", default=None, help="publish under this session id instead of requesting one")
+    simulate.add_argument(
+        "--publish-token", default=None, help="the --session-id's publish token, for a server in token mode (racedash publish-token ID)"
+    )
+    simulate.add_argument("--dry-run", action="store_true", help="print the stint's laps (default 20) as a table; no server")
+    _add_simulation_arguments(simulate)
+    simulate.set_defaults(run=_simulate)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a server with a simulated car in it",
+        description="Run racedash with a simulated car publishing into it; Ctrl-C stops both. "
+        "Listens on 127.0.0.1 unless --host is given.",
+    )
+    _add_simulation_arguments(demo)
+    Settings.add_arguments(demo)
+    demo.set_defaults(run=_demo)
 
     token = commands.add_parser(
         "publish-token",

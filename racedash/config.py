@@ -38,6 +38,32 @@ class Settings:
 
     # --- recordings ----------------------------------------------------------
     recordings_dir: Path = _setting(Path("recordings"), "directory holding one recording per session")
+    recording_enabled: bool = _setting(True, "record every session (off: live only, nothing written or resumed)")
+    recording_flush_seconds: float = _setting(
+        0.25, "group commit window: queued frames reach the file at least this often (the most a kill -9 loses)"
+    )
+    recording_fsync: str = _setting(
+        "interval", "fsync policy: always (every group commit), interval (every --recording-fsync-seconds), none"
+    )
+    recording_fsync_seconds: float = _setting(5.0, "with fsync policy 'interval': seconds between fsyncs")
+    recording_retry_seconds: float = _setting(2.0, "pause before retrying a recording that could not be written")
+    recording_max_pending_mb: float = _setting(
+        64.0, "frames queued per recording while its disk fails; beyond this the oldest are dropped"
+    )
+    recording_summary_seconds: float = _setting(
+        10.0, "how often a live recording's summary sidecar is refreshed (it is also written on close)"
+    )
+    # history on join and gap-free reconnect (racedash/history.py)
+    ring_frames: int = _setting(1200, "frames per session kept in memory for reconnecting viewers")
+    history_seconds: float = _setting(1800.0, "telemetry_history window sent to a joining viewer, in seconds")
+    history_max_points: int = _setting(600, "telemetry_history is downsampled to at most this many frames")
+    catch_up_max_frames: int = _setting(
+        7200, "a viewer further behind than this gets the state and history instead of every missed frame"
+    )
+    # retention (racedash/recording/retention.py), off by default
+    retention_max_age_days: float = _setting(0.0, "delete recordings whose last frame is older (0: keep forever)")
+    retention_max_total_mb: float = _setting(0.0, "delete the oldest recordings beyond this total size (0: no limit)")
+    retention_check_seconds: float = _setting(3600.0, "how often retention runs (also once at start)")
 
     # --- sessions ------------------------------------------------------------
     session_idle_seconds: float = _setting(

@@ -67,3 +67,10 @@ class LimitExceeded(RacedashError):
 class InternalError(RacedashError):
     code = "internal_error"
     http_status = 500
+
+
+class UnknownRecording(RacedashError):
+    """No recording exists for this (well-formed) session id."""
+
+    code = "unknown_recording"
+    http_status = 404

@@ -23,10 +23,20 @@ def load_or_create_secret(configured: str, directory: Path) -> bytes:
         return configured.encode()
     path = directory / SECRET_FILE
     try:
+        return _read_or_create(path)
+    except OSError as exc:
+        # An unwritable recordings dir must not stop the server (recordings
+        # retry and report it): run with a secret for this process only.
+        log.error("cannot keep the server secret in %s (%s); tokens and logins last until restart", path, exc)
+        return secrets.token_urlsafe(32).encode()
+
+
+def _read_or_create(path: Path) -> bytes:
+    try:
         return path.read_bytes().strip()
     except FileNotFoundError:
         pass
-    directory.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32).encode()
     # O_EXCL: two processes starting together agree on whichever wrote first.
     try:

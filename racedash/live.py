@@ -19,6 +19,7 @@ import orjson
 from racedash.broadcast import Broadcaster
 from racedash.ids import new_session_id
 from racedash.errors import InternalError, InvalidPayload, LimitExceeded, RacedashError
+from racedash.history import HistoryOptions, SessionHistory
 from racedash.limits import ConnectionLimits
 from racedash.rights import PublishRights
 from racedash.sessions import SETUP, TELEMETRY, Frame, Session, SessionRegistry, frame_event
@@ -42,10 +43,12 @@ class LiveNamespace(socketio.AsyncNamespace):
         viewers_per_session: int = 2000,
         max_setup_bytes: int = 524_288,
         public_url: str = "",
+        history: SessionHistory | None = None,
         namespace: str = "/",
     ) -> None:
         super().__init__(namespace)
         self.registry = registry
+        self.history = history or SessionHistory(HistoryOptions())
         self.broadcaster = broadcaster
         self.validators = validators
         self.rights = rights
@@ -145,26 +148,25 @@ class LiveNamespace(socketio.AsyncNamespace):
         if sid not in session.viewer_sids and len(session.viewer_sids) >= self.viewers_per_session:
             raise LimitExceeded(f"this session already has {self.viewers_per_session} viewers")
         self.rights.mark_viewer(sid)
-        await self.enter_room(sid, session.id)
+        last_seq = payload.get("last_seq")
+        joined = await self.history.join(
+            session,
+            last_seq,
+            send=lambda event, data: self.broadcaster.to_client(sid, event, data),
+            enter=lambda: self.enter_room(sid, session.id),
+        )
         self.registry.add_viewer(session, sid)
-        for frame in self._catch_up_frames(session, payload.get("last_seq")):
-            event, data = frame_event(session.id, frame)
-            await self.broadcaster.to_client(sid, event, data)
-        return {
+        ack = {
             "ok": True,
             "session_id": session.id,
-            "seq": session.next_seq - 1,
+            "seq": joined.seq,
             "has_setup": session.setup is not None,
             "has_telemetry": session.telemetry is not None,
         }
-
-    def _catch_up_frames(self, session: Session, last_seq: int | None) -> list[Frame]:
-        """What a joiner is sent before live frames: the missed frames, or the current state."""
         if last_seq is not None:
-            missed = session.frames_after(last_seq)
-            if missed is not None:
-                return missed
-        return [f for f in (session.setup, session.telemetry) if f is not None]
+            # Additive: how many missed frames were sent, or null when the state was sent instead.
+            ack["missed"] = joined.missed
+        return ack
 
     async def leave_session(self, sid: str, payload: Any) -> dict:
         payload = self.validators.join_session(payload)

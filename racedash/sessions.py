@@ -82,6 +82,9 @@ class Session:
     viewer_sids: set[str] = field(default_factory=set)
     recent: deque[Frame] = field(default_factory=lambda: deque(maxlen=1200))
     last_publish_monotonic: float = field(default_factory=time.monotonic)
+    # Set while a joining viewer is brought level with the live stream
+    # (racedash.history): publishers wait in take_up() until it is resolved.
+    hold: asyncio.Future[None] | None = None
 
     def frames_after(self, last_seq: int) -> list[Frame] | None:
         """Frames with seq > last_seq from the in-memory ring, or None if the ring no longer reaches back."""
@@ -140,6 +143,8 @@ class SessionRegistry:
         """
         session = self._sessions.get(session_id)
         if session is not None:
+            while session.hold is not None:  # waiters resume in arrival order: frame order is kept
+                await asyncio.shield(session.hold)
             return session
         pending = self._pending.get(session_id)
         if pending is not None:

@@ -10,16 +10,11 @@ from typing import Any
 
 import socketio
 
-def _find_shared_data() -> Path:
-    """../shared/data next to the checkout; git worktrees sit one level deeper (/work/wt/<name>)."""
-    for parent in Path(__file__).resolve().parents[1:]:
-        candidate = parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-SHARED_DATA = _find_shared_data()
+# ../shared/data beside the checkout; from a git worktree deeper down, the nearest one above it.
+SHARED_DATA = next(
+    (p / "shared" / "data" for p in Path(__file__).resolve().parents[1:] if (p / "shared" / "data").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared" / "data",
+)
 
 
 def sample_setup() -> dict:

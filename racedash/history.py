@@ -1,0 +1,196 @@
+"""What a viewer receives when it joins: missed frames, or the state and recent history.
+
+Joining with ``last_seq`` sends exactly the frames after it (from the
+session's in-memory ring, or from the recording when the ring no longer
+reaches back). Joining without it sends the current setup, a
+``telemetry_history`` event (the session's recent telemetry, downsampled
+when long) and the latest telemetry. Either way the viewer enters the
+session's room only once nothing newer is left to send, in the same step
+(no suspension) as that check: python-socketio computes a broadcast's
+recipients when the frame is stamped, so every frame is delivered exactly
+once — before entering by the join, after entering by the room. For that
+last step the session's publishers are held (``Session.hold``) so a busy
+stream cannot keep the joiner chasing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from racedash.recording.store import RecordingStore
+from racedash.sessions import TELEMETRY, Frame, Session, frame_event
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str, Any], Awaitable[None]]
+Enter = Callable[[], Awaitable[None]]
+Flush = Callable[[str], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class HistoryOptions:
+    window_seconds: float = 1800.0
+    max_points: int = 600
+    max_catch_up: int = 7200
+
+
+@dataclass
+class JoinResult:
+    seq: int  # the last seq this viewer has been sent before live frames
+    missed: int | None  # frames sent for last_seq, or None when it got the state instead
+    history: int  # telemetry_history points sent
+
+
+def downsample(frames: list[Frame], max_points: int) -> list[Frame]:
+    """At most ``max_points`` frames evenly spread over ``frames``, first and last kept."""
+    n = len(frames)
+    if n <= max_points:
+        return frames
+    if max_points <= 1:
+        return frames[-max_points:] if max_points > 0 else []
+    step = (n - 1) / (max_points - 1)
+    return [frames[round(i * step)] for i in range(max_points)]
+
+
+class SessionHistory:
+    def __init__(
+        self,
+        options: HistoryOptions,
+        *,
+        store: RecordingStore | None = None,
+        flush: Flush | None = None,
+    ) -> None:
+        self.options = options
+        self.store = store
+        self.flush = flush or self.no_flush
+
+    @staticmethod
+    async def no_flush(session_id: str) -> bool:
+        """For a server that does not record: nothing is ever waiting to be written."""
+        return True
+
+    # -- the join sequence -------------------------------------------------------------
+    async def join(self, session: Session, last_seq: int | None, send: Send, enter: Enter) -> JoinResult:
+        missed = None if last_seq is None else await self.missed(session, last_seq)
+        history = 0
+        if missed is None:
+            upto = session.next_seq - 1
+            setup, telemetry = session.setup, session.telemetry
+            points = await self.history_payload(session, upto)
+            if setup is not None:
+                await send(*frame_event(session.id, setup))
+            if points["frames"]:
+                history = len(points["frames"])
+                await send("telemetry_history", points)
+            if telemetry is not None:
+                await send(*frame_event(session.id, telemetry))
+        else:
+            for frame in missed:
+                await send(*frame_event(session.id, frame))
+            upto = missed[-1].seq if missed else last_seq  # type: ignore[assignment]
+        upto = max(upto, 0)
+        # Frames stamped while we were sending: one round freely, then with the
+        # session's publishers held, so that a busy stream cannot keep us chasing.
+        upto = await self._send_newer(session, upto, send, rounds=1)
+        hold = asyncio.get_running_loop().create_future()
+        session.hold = hold
+        try:
+            upto = await self._send_newer(session, upto, send, rounds=None)
+            await enter()  # no suspension between the last check and entering
+        finally:
+            session.hold = None
+            hold.set_result(None)
+        return JoinResult(seq=upto, missed=None if missed is None else len(missed), history=history)
+
+    async def _send_newer(self, session: Session, upto: int, send: Send, rounds: int | None) -> int:
+        """Send the frames after ``upto``, ``rounds`` times or until none is left; returns the last seq sent."""
+        while rounds is None or rounds > 0:
+            if rounds is not None:
+                rounds -= 1
+            newer = session.frames_after(upto)
+            if newer is None:  # the ring moved past us meanwhile: read the gap back
+                newer, _ = await self._from_recording(session, upto)
+                if not newer:
+                    newer = [f for f in session.recent if f.seq > upto]  # nothing recorded: do not spin
+            if not newer:
+                return upto
+            for frame in newer:
+                await send(*frame_event(session.id, frame))
+                upto = frame.seq
+        return upto
+
+    async def missed(self, session: Session, last_seq: int) -> list[Frame] | None:
+        """Frames after ``last_seq``; None when they cannot be sent (then the viewer gets the state)."""
+        current = session.next_seq - 1
+        if last_seq > current or current - last_seq > self.options.max_catch_up:
+            return None  # a viewer ahead of the server (frames lost to a crash) or too far behind
+        in_ring = session.frames_after(last_seq)
+        if in_ring is not None:
+            return in_ring
+        frames, complete = await self._from_recording(session, last_seq)
+        return frames if complete else None
+
+    async def _from_recording(self, session: Session, after_seq: int) -> tuple[list[Frame], bool]:
+        """Frames after ``after_seq``: the recorded ones older than the ring, then the ring's.
+
+        Reading the file suspends, and meanwhile the ring moves on: read again
+        until the recorded part meets the ring. The flag says whether it did
+        (False: frames between were never recorded, the list has a gap).
+        """
+        frames: list[Frame] = []
+        last = after_seq
+        while True:
+            ring = list(session.recent)
+            ring_start = ring[0].seq if ring else session.next_seq
+            if ring_start <= last + 1:
+                return frames + [f for f in ring if f.seq > last], True
+            older = []
+            if self.store is not None:
+                await self.flush(session.id)
+                older = await self.store.frames_between(session.id, last, ring_start)
+            if not older:  # not recorded (recording failed or off)
+                return frames + [f for f in list(session.recent) if f.seq > last], False
+            frames += older
+            last = older[-1].seq
+
+    # -- telemetry_history -------------------------------------------------------------
+    async def history_payload(self, session: Session, upto: int) -> dict[str, Any]:
+        """The ``telemetry_history`` event: telemetry of the last ``window_seconds`` before the latest frame."""
+        points, count = await self.recent_telemetry(session, upto)
+        return {
+            "session_id": session.id,
+            "window_seconds": self.options.window_seconds,
+            "count": count,
+            "downsampled": len(points) < count,
+            "frames": [{"seq": f.seq, "t": f.received, "telemetry": f.payload.get("telemetry")} for f in points],
+        }
+
+    async def recent_telemetry(self, session: Session, upto: int) -> tuple[list[Frame], int]:
+        """(points, count): at most ``max_points`` frames spread over the window, and how many it holds.
+
+        The ring holds the newest frames; older ones in the window come from the
+        recording, sampled when there are many, so the cost is bounded whatever
+        the window and the frame rate.
+        """
+        latest = session.telemetry
+        if latest is None:
+            return [], 0
+        since = latest.received - self.options.window_seconds
+        ring_start = session.recent[0] if session.recent else None
+        ring = [f for f in session.recent if f.kind == TELEMETRY and f.seq <= upto and f.received >= since]
+        covered = ring_start is not None and (ring_start.seq == 1 or ring_start.received <= since)
+        older: list[Frame] = []
+        older_count = 0
+        if not covered and self.store is not None:
+            before = ring_start.seq if ring_start is not None else upto + 1
+            await self.flush(session.id)
+            older, older_count = await self.store.telemetry_since(session.id, since, before, self.options.max_points)
+        count = older_count + len(ring)
+        if count <= self.options.max_points:
+            return older + ring, count
+        # Share the points between the two parts in proportion to what they hold.
+        older_points = round(self.options.max_points * older_count / count)
+        return downsample(older, older_points) + downsample(ring, self.options.max_points - older_points), count

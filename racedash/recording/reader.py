@@ -1,0 +1,114 @@
+"""Reading parts of a recording without reading all of it (blocking; run in a thread).
+
+Events are appended in ``seq`` and receive-time order, so a byte-offset
+binary search finds the first event at or after a given seq or time in a
+logarithmic number of short reads. Every function stops at ``end`` (the end
+of the last complete line) so a torn tail is never seen.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO, Callable, Iterator
+
+from racedash.recording.format import Event, decode_event
+
+CHUNK = 64 * 1024
+# Below this span the binary search gives way to a linear scan.
+LINEAR_SPAN = 256 * 1024
+
+
+def good_end(f: BinaryIO) -> int:
+    """Offset just after the file's last ``\\n``: everything before it is complete lines."""
+    size = os.fstat(f.fileno()).st_size
+    position = size
+    while position > 0:
+        start = max(0, position - CHUNK)
+        f.seek(start)
+        chunk = f.read(position - start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        position = start
+    return 0
+
+
+def event_at(f: BinaryIO, offset: int) -> Event | None:
+    f.seek(offset)
+    return decode_event(f.readline())
+
+
+def iter_events(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, Event]]:
+    """(offset, event) for every decodable line that starts in [start, end)."""
+    f.seek(start)
+    offset = start
+    while offset < end:
+        line = f.readline()
+        if not line.endswith(b"\n"):
+            return
+        event = decode_event(line)
+        if event is not None:
+            yield offset, event
+        offset += len(line)
+
+
+def find_offset(f: BinaryIO, start: int, end: int, key: Callable[[Event], float], target: float) -> int:
+    """Offset of the first event in [start, end) with ``key(event) >= target`` (``end`` if none).
+
+    ``start`` must be the start of a line; ``key`` must not decrease along the file.
+    """
+    lo, hi = start, end  # invariant: lo is a line start, and the answer lies in [lo, hi]
+    while hi - lo > LINEAR_SPAN:
+        mid = (lo + hi) // 2
+        f.seek(mid)
+        f.readline()  # the rest of the line mid falls into
+        probe = f.tell()
+        found = None
+        while probe < hi:
+            line = f.readline()
+            if not line.endswith(b"\n"):
+                break
+            event = decode_event(line)
+            if event is not None:
+                found = event
+                break
+            probe += len(line)
+        if found is None:
+            hi = mid  # no event starts in (mid, hi): look before mid
+            continue
+        if key(found) < target:
+            lo = probe + len(line)
+        else:
+            hi = probe
+    for offset, event in iter_events(f, lo, end):
+        if key(event) >= target:
+            return offset
+    return end
+
+
+def tail_events(f: BinaryIO, end: int, count: int, floor: int = 0) -> list[Event]:
+    """The last ``count`` events before ``end`` (oldest first), reading backwards in chunks."""
+    if count <= 0:
+        return []
+    events: list[Event] = []
+    position = end
+    carry = b""
+    while position > floor and len(events) < count:
+        start = max(floor, position - CHUNK)
+        f.seek(start)
+        chunk = f.read(position - start) + carry
+        position = start
+        lines = chunk.split(b"\n")
+        # The first piece may be the end of a line that starts in an earlier chunk.
+        carry = lines[0] if position > floor else b""
+        complete = lines[1:] if position > floor else lines
+        for raw in reversed(complete):
+            if not raw:
+                continue
+            event = decode_event(raw + b"\n")
+            if event is not None:
+                events.append(event)
+                if len(events) >= count:
+                    break
+    events.reverse()
+    return events

@@ -1,0 +1,223 @@
+"""The recordings store: list, describe, read parts of and delete recordings.
+
+Paths come only from validated session ids (:func:`path_for`); nothing from a
+payload or a URL reaches the file system unvalidated. Metadata comes from the
+summary sidecars (see :mod:`racedash.recording.summary`), so listing never
+reads whole recordings; the blocking reads run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from racedash.errors import UnknownRecording
+from racedash.ids import is_session_id, parse_session_id
+from racedash.recording.format import Event, RecordingFormatError
+from racedash.recording.reader import event_at, find_offset, good_end, iter_events, tail_events
+from racedash.recording.summary import Summary, load_summary
+from racedash.sessions import TELEMETRY, Frame, RestoredState
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".jsonl"
+
+# A range longer than this many bytes per wanted point is sampled, not read whole.
+SAMPLE_BYTES_PER_POINT = 4096
+
+LiveSummaries = Callable[[], "dict[str, Summary]"]
+
+
+def _no_live() -> dict[str, Summary]:
+    return {}
+
+
+def to_frame(event: Event) -> Frame:
+    return Frame(seq=event.seq, kind=event.kind, received=event.t, payload=event.data)
+
+
+class RecordingStore:
+    def __init__(self, directory: Path, *, live_summaries: LiveSummaries = _no_live) -> None:
+        self.directory = Path(directory)
+        # Set by the recorder: the in-memory summaries of recordings being written.
+        self.live_summaries = live_summaries
+
+    def path_for(self, session_id: str) -> Path:
+        return self.directory / f"{parse_session_id(session_id)}{SUFFIX}"
+
+    def existing_path(self, session_id: str) -> Path:
+        """The recording file of this session (for readers such as replay); UnknownRecording if none."""
+        path = self.path_for(session_id)
+        if not path.is_file():
+            raise UnknownRecording("no recording for this session")
+        return path
+
+    # -- metadata ---------------------------------------------------------------------
+    async def list(self) -> list[dict[str, Any]]:
+        """Every recording's metadata, newest first."""
+        live = self.live_summaries()
+        return await asyncio.to_thread(self._list, live)
+
+    def _list(self, live: dict[str, Summary]) -> list[dict[str, Any]]:
+        items = []
+        try:
+            entries = list(os.scandir(self.directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        for entry in entries:
+            session_id = entry.name.removesuffix(SUFFIX)
+            if not entry.name.endswith(SUFFIX) or not is_session_id(session_id) or not entry.is_file():
+                continue
+            item = self._describe(Path(entry.path), session_id, live)
+            if item is not None:
+                items.append(item)
+        items.sort(key=lambda item: item["first_time"] or item["created"], reverse=True)
+        return items
+
+    def _describe(self, path: Path, session_id: str, live: dict[str, Summary]) -> dict[str, Any] | None:
+        summary = live.get(session_id)
+        if summary is not None:
+            return summary.public(live=True)
+        try:
+            return load_summary(path).public(live=False)
+        except (RecordingFormatError, OSError) as exc:
+            log.warning("skipping recording %s: %s", path.name, exc)
+            return None
+
+    async def metadata(self, session_id: str) -> dict[str, Any]:
+        live = self.live_summaries()
+        path = self.existing_path(session_id)
+        item = await asyncio.to_thread(self._describe, path, path.name.removesuffix(SUFFIX), live)
+        if item is None:
+            raise UnknownRecording("this recording cannot be read")
+        return item
+
+    # -- restore ------------------------------------------------------------------------
+    async def restore_state(self, session_id: str, recent: int) -> RestoredState | None:
+        """What a resumed session needs: next seq, last setup and telemetry, the recent frames."""
+        path = self.path_for(session_id)
+        try:
+            return await asyncio.to_thread(self._restore_state, path, recent)
+        except (RecordingFormatError, OSError) as exc:
+            # The session goes on live; its writer will set the bad file aside.
+            log.error("recording %s cannot be resumed: %s", path.name, exc)
+            return None
+
+    def _restore_state(self, path: Path, recent: int) -> RestoredState | None:
+        if not path.is_file():
+            return None
+        summary = load_summary(path)
+        with open(path, "rb") as f:
+            setup = event_at(f, summary.last_setup_offset) if summary.last_setup_offset is not None else None
+            telemetry = (
+                event_at(f, summary.last_telemetry_offset) if summary.last_telemetry_offset is not None else None
+            )
+            tail = tail_events(f, summary.good_size, recent)
+        return RestoredState(
+            next_seq=summary.last_seq + 1,
+            setup=to_frame(setup) if setup else None,
+            telemetry=to_frame(telemetry) if telemetry else None,
+            recent=[to_frame(e) for e in tail],
+            created=summary.created,
+        )
+
+    # -- parts of a recording -------------------------------------------------------------
+    async def frames_between(self, session_id: str, after_seq: int, before_seq: int) -> list[Frame]:
+        """Recorded frames with ``after_seq < seq < before_seq``, in order (none if there is no recording)."""
+        return await asyncio.to_thread(self._frames_between, self.path_for(session_id), after_seq, before_seq)
+
+    def _frames_between(self, path: Path, after_seq: int, before_seq: int) -> list[Frame]:
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return []
+        with f:
+            start, end = _body(f)
+            offset = find_offset(f, start, end, lambda e: e.seq, after_seq + 1)
+            frames = []
+            for _, event in iter_events(f, offset, end):
+                if event.seq >= before_seq:
+                    break
+                if event.seq > after_seq:
+                    frames.append(to_frame(event))
+            return frames
+
+    async def telemetry_since(
+        self, session_id: str, since: float, before_seq: int, max_points: int
+    ) -> tuple[list[Frame], int]:
+        """Recorded telemetry received at or after ``since`` with ``seq < before_seq``.
+
+        Returns (frames, total): every frame when the range is short, else about
+        ``max_points`` frames spread evenly over it (read at evenly spaced byte
+        offsets, so the cost does not grow with the window) and an estimate of
+        how many there are.
+        """
+        path = self.path_for(session_id)
+        return await asyncio.to_thread(self._telemetry_since, path, since, before_seq, max_points)
+
+    def _telemetry_since(self, path: Path, since: float, before_seq: int, max_points: int) -> tuple[list[Frame], int]:
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return [], 0
+        with f:
+            body, end = _body(f)
+            start = find_offset(f, body, end, lambda e: e.t, since)
+            stop = find_offset(f, start, end, lambda e: e.seq, before_seq)
+            if stop - start <= max_points * SAMPLE_BYTES_PER_POINT:
+                frames = [to_frame(e) for _, e in iter_events(f, start, stop) if e.kind == TELEMETRY]
+                return frames, len(frames)
+            frames = []
+            span = stop - start
+            cursor = start  # a line start: everything before it has been sampled past
+            for i in range(max_points):
+                target = start + span * i // max_points
+                if target <= cursor:
+                    position = cursor  # a long line (a setup) swallowed this point: take the next line
+                else:
+                    f.seek(target)
+                    f.readline()  # finish the line the offset fell into
+                    position = f.tell()
+                for offset, event in iter_events(f, position, stop):
+                    if event.kind == TELEMETRY:
+                        frames.append(to_frame(event))
+                        cursor = f.tell()
+                        break
+                else:
+                    break  # nothing left before stop
+            if not frames:
+                return [], 0
+            return frames, max(len(frames), before_seq - frames[0].seq)
+
+    async def download_extent(self, session_id: str) -> tuple[Path, int]:
+        """The file and the number of bytes to serve: up to the last complete line."""
+        path = self.existing_path(session_id)
+
+        def extent() -> int:
+            with open(path, "rb") as f:
+                return good_end(f)
+
+        return path, await asyncio.to_thread(extent)
+
+    # -- deletion (retention) --------------------------------------------------------------
+    def delete(self, session_id: str) -> int:
+        """Remove a recording and its sidecars; returns the bytes freed. Blocking, but only unlinks."""
+        session_id = parse_session_id(session_id)
+        freed = 0
+        prefix = f"{session_id}."
+        for entry in os.scandir(self.directory):
+            if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
+                freed += entry.stat(follow_symlinks=False).st_size
+                os.unlink(entry.path)
+        return freed
+
+
+def _body(f: Any) -> tuple[int, int]:
+    """(offset after the header, end of the last complete line)."""
+    end = good_end(f)
+    f.seek(0)
+    header = f.readline()
+    return min(len(header), end), end
