@@ -29,6 +29,10 @@ from racedash.recording.recorder import Recorder
 from racedash.recording.retention import Retention, RetentionPolicy
 from racedash.recording.store import RecordingStore
 from racedash.recording.writer import WriterOptions
+from racedash.replay.events import ReplayEvents
+from racedash.replay.handlers import replay_routes
+from racedash.replay.manager import ReplayManager
+from racedash.replay.player import ReplayOptions
 from racedash.rights import PublishRights
 from racedash.sessions import SessionRegistry
 from racedash.validation import Validators
@@ -37,8 +41,10 @@ from racedash.web import (
     HealthHandler,
     LoginHandler,
     NotFoundHandler,
+    RecordingsPageHandler,
     ServerStatus,
     StatusPageHandler,
+    ui_config,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,7 @@ class Racedash:
     status: ServerStatus
     access: TeamAccess
     rights: PublishRights
+    replays: ReplayManager | None = None
     tasks: set[asyncio.Task] = field(default_factory=set)
     # --- recordings (None when recording is off) ---
     store: RecordingStore | None = None
@@ -69,6 +76,8 @@ class Racedash:
             self.recorder.check_directory()
         if self.retention is not None and self.retention.policy.enabled:
             self._own(asyncio.create_task(self._apply_retention(), name="racedash-retention"))
+        if self.replays is not None:
+            self.replays.start_background()
 
     def _own(self, task: asyncio.Task) -> None:
         self.tasks.add(task)
@@ -99,6 +108,8 @@ class Racedash:
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.replays is not None:
+            await self.replays.close()
         await self.sio.shutdown()
         if self.recorder is not None:
             await self.recorder.close()
@@ -155,6 +166,8 @@ def make_app(settings: Settings) -> Racedash:
         event_burst=settings.event_burst,
         sessions_per_connection=settings.sessions_per_connection,
     )
+    replays = make_replays(settings, broadcaster, registry)
+    replay_events = ReplayEvents(replays, sio, access=access, max_viewers=settings.viewers_per_session)
     sio.register_namespace(
         LiveNamespace(
             registry=registry,
@@ -166,6 +179,7 @@ def make_app(settings: Settings) -> Racedash:
             max_setup_bytes=settings.max_setup_bytes,
             public_url=settings.public_url,
             history=history,
+            extension=replay_events,
         )
     )
     deps = {"status": status}
@@ -174,8 +188,10 @@ def make_app(settings: Settings) -> Racedash:
             (r"/", StatusPageHandler, deps),
             (r"/healthz", HealthHandler, deps),
             (r"/login", LoginHandler, {"access": access}),
-            (r"/dashboard/([^/]+)", DashboardHandler),
+            (r"/dashboard/([^/]+)", DashboardHandler, {"ui_config": ui_config(settings)}),
+            (r"/recordings", RecordingsPageHandler, {"access": access}),
             *api_routes(store, access=team_only(access)),
+            *replay_routes(replays, access, settings.public_url),
             (r"/socket.io/", _socketio_handler(sio, _cors_origins(settings))),
         ],
         template_path=str(paths.templates_dir()),
@@ -198,6 +214,7 @@ def make_app(settings: Settings) -> Racedash:
         store=store,
         recorder=recorder,
         retention=retention,
+        replays=replays,
     )
 
 
@@ -239,3 +256,26 @@ def _socketio_handler(sio: socketio.AsyncServer, origins: list[str] | None) -> t
             return None
 
     return SocketIOHandler
+
+
+def make_replays(settings: Settings, broadcaster: Broadcaster, registry: SessionRegistry) -> ReplayManager:
+    return ReplayManager(
+        recordings_dir=settings.recordings_dir,
+        broadcaster=broadcaster,
+        options=ReplayOptions(
+            history_seconds=settings.replay_history_seconds,
+            history_frames=settings.replay_history_frames,
+            state_interval=settings.replay_state_interval,
+            follow_interval=settings.replay_follow_interval,
+        ),
+        max_replays=settings.replay_max_concurrent,
+        idle_seconds=settings.replay_idle_seconds,
+        use_sidecar=settings.replay_index_sidecar,
+        is_live=lambda recording_id: _is_live(registry, recording_id),
+    )
+
+
+def _is_live(registry: SessionRegistry, session_id: str) -> bool:
+    """A recording whose session has a publisher here is still growing: replays follow it."""
+    session = registry.get(session_id)
+    return session is not None and session.publisher_sid is not None

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from racedash import __version__
@@ -23,6 +24,30 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_args(args)
     _configure_logging(settings.log_level)
     asyncio.run(serve(settings, on_ready=_announce))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import socketio
+
+    from racedash.replay.publish import publish_recording
+
+    try:
+        asyncio.run(
+            publish_recording(
+                Path(args.file),
+                args.url,
+                speed=args.speed,
+                session_id=args.session_id,
+                publish_token=args.publish_token,
+            )
+        )
+    except RacedashError as exc:
+        print(f"racedash: {exc.message}", file=sys.stderr)
+        return 1
+    except socketio.exceptions.ConnectionError as exc:
+        print(f"racedash: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -141,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server", description="Run the racedash server.")
     Settings.add_arguments(serve)
     serve.set_defaults(run=_serve)
+
+    replay = commands.add_parser(
+        "replay",
+        help="publish a recording into a running server, as a monitor would",
+        description="Publish a recording into a running racedash server at its original cadence.",
+    )
+    replay.add_argument("file", metavar="FILE", help="a recording (<session_id>.jsonl)")
+    replay.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:5000")
+    replay.add_argument("--speed", type=float, default=1.0, help="0.25 to 16 (default 1: the original cadence)")
+    replay.add_argument("--session-id", default=None, help="publish under this id (default: request a new one)")
+    replay.add_argument(
+        "--publish-token", default=None, help="that session's publish token (needed in token mode; see publish-token)"
+    )
+    replay.set_defaults(run=_replay)
 
     simulate = commands.add_parser(
         "simulate",

@@ -70,6 +70,17 @@ class Settings:
         900.0, "a session with no publisher for this long is ended and its memory freed"
     )
 
+    # --- dashboard (UI) --------------------------------------------------------
+    # Colour windows of the dashboard, "low:high": below is cold (blue), above hot (red).
+    ui_tyre_temp_window: str = _setting("70:100", "tyre temperature window in °C, LOW:HIGH")
+    ui_tyre_pressure_window: str = _setting("160:190", "tyre pressure window in kPa, LOW:HIGH")
+    ui_brake_temp_window: str = _setting("200:750", "brake temperature window in °C, LOW:HIGH")
+    ui_water_temp_window: str = _setting("60:105", "engine water temperature window in °C, LOW:HIGH")
+    ui_tyre_wear_window: str = _setting(
+        "20:40", "tyre wear left in percent, BAD:WARN (below BAD is red, below WARN amber)"
+    )
+    ui_low_fuel_laps: float = _setting(2.0, "warn when fewer laps of fuel than this are left")
+    ui_stale_seconds: float = _setting(5.0, "dashboards warn of stale data after this many seconds without any")
     # --- security and limits (docs/security.md) -----------------------------
     publish_auth: str = _setting(
         "compat", "who may publish: 'compat' (the real monitor, no token needed) or 'token' (always the token)"
@@ -85,6 +96,25 @@ class Settings:
     sessions_per_connection: int = _setting(16, "sessions one connection may create or publish")
     viewers_per_session: int = _setting(2000, "viewers one session may have")
     max_setup_bytes: int = _setting(524_288, "largest setup accepted (encoded JSON bytes)")
+
+    # --- replay (racedash/replay) ------------------------------------------------
+    replay_max_concurrent: int = _setting(16, "most replays running at once; one more is refused")
+    replay_idle_seconds: float = _setting(
+        120.0, "a replay with no viewer for this long is stopped and its resources freed"
+    )
+    replay_state_interval: float = _setting(1.0, "seconds between periodic replay_state events")
+    replay_history_seconds: float = _setting(
+        1800.0, "telemetry_history window sent after a seek or on join (recording seconds)"
+    )
+    replay_history_frames: int = _setting(
+        150, "telemetry_history is downsampled to at most this many frames (each costs encode time on a seek)"
+    )
+    replay_follow_interval: float = _setting(
+        0.25, "how often a replay that reached the end of a live recording looks for new frames"
+    )
+    replay_index_sidecar: bool = _setting(
+        True, "cache each recording's seek index in <session_id>.index.json beside it"
+    )
 
     # --- performance (issue 8; see docs/performance.md and benchmarks/README.md) ---
     fast_fanout: bool = _setting(

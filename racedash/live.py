@@ -10,7 +10,7 @@ python-socketio, so one bad client never costs another anything.
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 import socketio
 
@@ -31,6 +31,24 @@ Handler = Callable[[str, Any], Awaitable[dict]]
 HistorySource = Callable[[Session, int], Awaitable["list[Frame] | None"]]
 
 
+class RoomExtension(Protocol):
+    """Rooms served by another engine under ids shaped like session ids (replays).
+
+    ``join``/``leave`` return None for an id that is not theirs, and the live
+    session handling goes on; ``handlers`` adds the extension's own events.
+    """
+
+    handlers: Mapping[str, Handler]
+
+    def bind(self, namespace: "LiveNamespace") -> None: ...
+
+    async def join(self, sid: str, room_id: str, payload: dict) -> dict | None: ...
+
+    async def leave(self, sid: str, room_id: str) -> dict | None: ...
+
+    async def disconnect(self, sid: str) -> None: ...
+
+
 class LiveNamespace(socketio.AsyncNamespace):
     def __init__(
         self,
@@ -45,6 +63,7 @@ class LiveNamespace(socketio.AsyncNamespace):
         public_url: str = "",
         history: SessionHistory | None = None,
         namespace: str = "/",
+        extension: RoomExtension | None = None,
     ) -> None:
         super().__init__(namespace)
         self.registry = registry
@@ -65,6 +84,10 @@ class LiveNamespace(socketio.AsyncNamespace):
             "join_session": self.join_session,
             "leave_session": self.leave_session,
         }
+        self.extension = extension
+        if extension is not None:
+            self._handlers.update({k: v for k, v in extension.handlers.items() if k not in self._handlers})
+            extension.bind(self)
 
     # -- dispatch -------------------------------------------------------------
     async def trigger_event(self, event: str, *args: Any) -> Any:
@@ -96,11 +119,17 @@ class LiveNamespace(socketio.AsyncNamespace):
         if isinstance(auth, dict) and isinstance(auth.get("publish_token"), str):
             self._auth_tokens[sid] = auth["publish_token"]
 
+    def base_url(self, sid: str) -> str:
+        """The server's base URL as this client reached it (for dashboard links)."""
+        return self._base_urls.get(sid, self.public_url)
+
     async def on_disconnect(self, sid: str) -> None:
         self._base_urls.pop(sid, None)
         self._auth_tokens.pop(sid, None)
         self.limits.forget(sid)
         self.rights.forget(sid)
+        if self.extension is not None:
+            await self.extension.disconnect(sid)
         for session in self.registry.forget_connection(sid):
             log.info("publisher of session %s disconnected", session.id[:8])
 
@@ -144,7 +173,11 @@ class LiveNamespace(socketio.AsyncNamespace):
     # -- dashboard events -----------------------------------------------------
     async def join_session(self, sid: str, payload: Any) -> dict:
         payload = self.validators.join_session(payload)
-        session = await self.registry.take_up(self.validators.session_id_of(payload))
+        session_id = self.validators.session_id_of(payload)
+        if self.extension is not None and (ack := await self.extension.join(sid, session_id, payload)) is not None:
+            self.rights.mark_viewer(sid)
+            return ack
+        session = await self.registry.take_up(session_id)
         if sid not in session.viewer_sids and len(session.viewer_sids) >= self.viewers_per_session:
             raise LimitExceeded(f"this session already has {self.viewers_per_session} viewers")
         self.rights.mark_viewer(sid)
@@ -171,6 +204,8 @@ class LiveNamespace(socketio.AsyncNamespace):
     async def leave_session(self, sid: str, payload: Any) -> dict:
         payload = self.validators.join_session(payload)
         session_id = self.validators.session_id_of(payload)
+        if self.extension is not None and (ack := await self.extension.leave(sid, session_id)) is not None:
+            return ack
         await self.leave_room(sid, session_id)
         session = self.registry.get(session_id)
         if session is not None:

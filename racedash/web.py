@@ -10,6 +10,7 @@ import tornado.escape
 import tornado.web
 
 from racedash import __version__
+from racedash.config import Settings, SettingsError
 from racedash.auth import COOKIE_DAYS, COOKIE_NAME, TeamAccess
 from racedash.errors import InvalidSessionId, RacedashError
 from racedash.ids import parse_session_id
@@ -81,14 +82,43 @@ class HealthHandler(BaseHandler):
         self.write_json(snapshot)
 
 
+def _window(settings: Settings, name: str) -> list[float]:
+    raw = getattr(settings, name)
+    try:
+        low, high = (float(part) for part in raw.split(":"))
+    except ValueError:
+        raise SettingsError(f"invalid value {raw!r} for {name} (expected LOW:HIGH)") from None
+    if low > high:
+        raise SettingsError(f"invalid value {raw!r} for {name} (LOW is above HIGH)")
+    return [low, high]
+
+
+def ui_config(settings: Settings) -> dict[str, Any]:
+    """What the dashboard's scripts are told about thresholds (rendered into the page)."""
+    return {
+        "tyre_temp": _window(settings, "ui_tyre_temp_window"),
+        "tyre_pressure": _window(settings, "ui_tyre_pressure_window"),
+        "brake_temp": _window(settings, "ui_brake_temp_window"),
+        "water_temp": _window(settings, "ui_water_temp_window"),
+        "tyre_wear": _window(settings, "ui_tyre_wear_window"),
+        "low_fuel_laps": settings.ui_low_fuel_laps,
+        "stale_seconds": settings.ui_stale_seconds,
+    }
+
+
 class DashboardHandler(BaseHandler):
+    def initialize(self, ui_config: dict[str, Any] | None = None) -> None:
+        self.ui_config = ui_config or {}
+
     def get(self, raw_id: str) -> None:
         try:
             session_id = parse_session_id(raw_id)
         except InvalidSessionId:
             raise tornado.web.HTTPError(404, reason="No such dashboard") from None
         self.set_header("Referrer-Policy", "no-referrer")  # the URL is the session's secret
-        self.render("dashboard.html", session_id=session_id, mode="live")
+        self.render("dashboard.html", session_id=session_id, mode="live", ui_config=self.ui_config)
+
+
 
 
 class LoginHandler(BaseHandler):
@@ -144,3 +174,10 @@ class TeamHandler(BaseHandler):
         if header.startswith("Bearer ") and self.access.is_token(header[len("Bearer "):]):
             return
         super().check_xsrf_cookie()
+
+
+class RecordingsPageHandler(TeamHandler):
+    """The recordings list (team only); its rows come from GET /api/recordings in the page's script."""
+
+    def get(self) -> None:
+        self.render("recordings.html")

@@ -1,42 +1,580 @@
-// Minimal live dashboard: join the session and show the latest values.
+// The session dashboard: joins a live session or a replay room and shows it.
+// Wire contract: emit `join_session` {session_id, last_seq?} (ack); receive `setup_update`,
+// `telemetry_update` (both may carry `seq`), optionally `telemetry_history` {frames} and,
+// in a replay room, `replay_state`; control a replay with `replay_control` (ack).
+
+import {
+  DASH, classify, classifyWear, fmtClock, fmtDuration, fmtGear, fmtInt, fmtLapTime, fmtLitres,
+  fmtPosition, fmtPressure, fmtTemp, fmtText, fmtWear, isNum, knownPressure, knownTemp,
+  knownWaterTemp, knownWear, parseTimestamp,
+} from "./format.js";
+import { StintTracker, isLowFuel } from "./stint.js";
+import { FrameStore } from "./store.js";
+import { diffSetups, garageValues, setupSheet } from "./setup.js";
+import { connectionStatus } from "./connection.js";
+import { Charts } from "./charts.js";
+import { Transport } from "./transport.js";
+
 const root = document.getElementById("dashboard");
 const sessionId = root.dataset.sessionId;
-const connection = document.getElementById("connection");
-const latest = document.getElementById("latest");
-const setupSummary = document.getElementById("setup-summary");
-let lastSeq = null;
+const config = JSON.parse(root.dataset.config || "{}");
+const CORNERS = ["fl", "fr", "rl", "rr"];
+const now = () => Date.now() / 1000;
 
-const socket = io({ transports: ["websocket", "polling"] });
+const fields = {};
+for (const el of root.querySelectorAll("[data-field]")) fields[el.dataset.field] = el;
+const $ = (id) => document.getElementById(id);
 
-socket.on("connect", () => {
-  connection.textContent = "connected";
-  const request = { session_id: sessionId };
-  if (lastSeq !== null) request.last_seq = lastSeq;
-  socket.emit("join_session", request, (ack) => {
-    if (!ack || !ack.ok) connection.textContent = `error: ${ack ? ack.message : "no answer"}`;
-  });
-});
-socket.on("disconnect", () => { connection.textContent = "reconnecting…"; });
-
-function show(values) {
-  latest.replaceChildren();
-  for (const [key, value] of Object.entries(values)) {
-    const dt = document.createElement("dt");
-    dt.textContent = key;
-    const dd = document.createElement("dd");
-    dd.dataset.field = key;
-    dd.textContent = typeof value === "object" ? JSON.stringify(value) : String(value);
-    latest.append(dt, dd);
+function setField(name, text, state) {
+  const el = fields[name];
+  if (!el) return;
+  if (el.textContent !== text) el.textContent = text;
+  if (state !== undefined) {
+    el.classList.remove("unknown", "cold", "ok", "hot", "warm");
+    el.classList.add(state);
   }
 }
 
-socket.on("telemetry_update", (message) => {
-  if (typeof message.seq === "number") lastSeq = message.seq;
-  show(message.telemetry || {});
+// ---- state ------------------------------------------------------------------
+const state = {
+  replay: root.dataset.mode === "replay",
+  connected: false,
+  everConnected: false,
+  lastDataAt: null,
+  joining: false,
+  buffered: [],
+  setup: null, // {seq, timestamp, setup, at}
+  setupSeqs: new Set(),
+  setupBaselineNext: false,
+  setupHistory: [], // {at, changes}
+  latestChange: null,
+  replayState: null,
+  replayStateAt: 0,
+  viewTime: null, // null: following live; else the time-shifted moment (epoch s)
+};
+const store = new FrameStore(config.history_frames || 20000);
+let tracker = new StintTracker();
+const charts = new Charts({ lapsEl: $("chart-laps"), fuelEl: $("chart-fuel"), tyresEl: $("chart-tyres") });
+const transport = new Transport($("transport"), {
+  onScrub: scrubbed,
+  onPlayPause: () => {
+    const playing = state.replayState && state.replayState.status === "playing";
+    control({ action: playing ? "pause" : "play" });
+  },
+  onSpeed: (speed) => control({ action: "speed", speed }),
+  onJumpLap: jumpToLap,
+  onGoLive: goLive,
 });
 
-socket.on("setup_update", (message) => {
-  if (typeof message.seq === "number") lastSeq = message.seq;
-  const values = ((message.setup || {}).carSetup || {}).garageValues || {};
-  setupSummary.textContent = `${Object.keys(values).length} settings, received ${message.timestamp}`;
+// ---- socket -------------------------------------------------------------------
+const socket = io({ transports: ["websocket", "polling"] });
+window.racedash = { socket, store, get tracker() { return tracker; }, state };
+
+socket.on("connect", () => {
+  state.connected = true;
+  state.everConnected = true;
+  join(false);
+  refreshBadge();
 });
+
+socket.on("disconnect", (reason) => {
+  state.connected = false;
+  refreshBadge();
+  // A server-side disconnect is not retried by socket.io itself.
+  if (reason === "io server disconnect") setTimeout(() => socket.connect(), 1000);
+});
+
+function join(afterReset) {
+  const request = { session_id: sessionId };
+  const lastSeq = store.lastSeq;
+  if (afterReset) request.last_seq = 0;
+  else if (!state.replay && lastSeq !== null) request.last_seq = lastSeq;
+  state.joining = true;
+  socket.timeout(10000).emit("join_session", request, (err, ack) => {
+    state.joining = false;
+    const errorBox = $("join-error");
+    if (err || !ack || !ack.ok) {
+      errorBox.hidden = false;
+      errorBox.textContent = `Could not join: ${err ? "no answer from the server" : (ack && ack.message) || "unknown error"}`;
+    } else {
+      errorBox.hidden = true;
+      if (ack.replay === true) {
+        becomeReplay();
+        if (ack.state && typeof ack.state === "object") applyReplayState(ack.state);
+      } else if (!afterReset && request.last_seq !== undefined && isNum(ack.seq) && ack.seq < request.last_seq) {
+        // The server's sequence restarted (it restarted without our history): number
+        // what follows as a new epoch and ask for everything it has.
+        store.newEpoch();
+        state.setupSeqs.clear();
+        flushBuffer();
+        join(true);
+        return;
+      }
+    }
+    flushBuffer();
+  });
+}
+
+// Frames arriving while a join is answered are held until its ack, so that a sequence
+// restart is detected before they are numbered.
+function receive(kind, message) {
+  if (!message || typeof message !== "object") return;
+  if (message.session_id && message.session_id !== sessionId) return;
+  state.lastDataAt = now();
+  if (state.joining) {
+    state.buffered.push([kind, message]);
+    return;
+  }
+  handle(kind, message);
+}
+
+function flushBuffer() {
+  const pending = state.buffered;
+  state.buffered = [];
+  for (const [kind, message] of pending) handle(kind, message);
+}
+
+function handle(kind, message) {
+  if (kind === "telemetry") onTelemetry(message);
+  else if (kind === "setup") onSetup(message);
+  else if (kind === "history") onHistory(message);
+}
+
+socket.on("telemetry_update", (m) => receive("telemetry", m));
+socket.on("setup_update", (m) => receive("setup", m));
+socket.on("telemetry_history", (m) => receive("history", m));
+socket.on("replay_state", (m) => {
+  if (!m || typeof m !== "object") return;
+  if (m.session_id && m.session_id !== sessionId) return;
+  becomeReplay();
+  applyReplayState(m);
+});
+
+function applyReplayState(m) {
+  if (state.replayState && isNum(m.position) && Math.abs(m.position - replayPosition()) > 2) {
+    // A seek: the setup that follows is the one at the new point, not a change.
+    state.setupBaselineNext = true;
+  }
+  state.replayState = m;
+  state.replayStateAt = now();
+  state.lastDataAt = now();
+  drawTimeline();
+  refreshBadge();
+}
+
+// ---- frames -------------------------------------------------------------------
+function onTelemetry(message) {
+  if (!message.telemetry || typeof message.telemetry !== "object") return;
+  const result = store.add({ seq: message.seq, t: now(), telemetry: message.telemetry }, { replay: state.replay });
+  if (result === "duplicate") return;
+  if (result === "append") tracker.push(store.last);
+  else {
+    if (result === "rewind") state.setupBaselineNext = true;
+    rebuildTracker();
+  }
+  dataChanged();
+}
+
+function onHistory(message) {
+  const frames = Array.isArray(message.frames) ? message.frames : [];
+  const valid = frames.filter((f) => f && typeof f === "object" && f.telemetry && typeof f.telemetry === "object");
+  if (!valid.length) return;
+  if (state.replay) {
+    store.replace(valid.map((f) => ({ seq: f.seq, t: f.t, telemetry: f.telemetry })));
+  } else {
+    for (const f of valid) store.add({ seq: f.seq, t: f.t, telemetry: f.telemetry });
+  }
+  rebuildTracker();
+  dataChanged();
+}
+
+function rebuildTracker() {
+  tracker = new StintTracker();
+  for (const f of store.frames) tracker.push(f);
+}
+
+function dataChanged() {
+  charts.update(store, tracker);
+  renderTelemetry();
+  drawTimeline();
+  refreshBadge();
+}
+
+// ---- telemetry view ------------------------------------------------------------
+function shownFrame() {
+  if (state.viewTime !== null && !state.replay) return store.at(state.viewTime);
+  return store.last;
+}
+
+// Lap and fuel figures as they were at the shown moment (only rebuilt while time-shifted).
+function trackerFor(frame) {
+  if (frame === store.last) return tracker;
+  const past = new StintTracker();
+  for (const f of store.frames) {
+    if (f.key > frame.key) break;
+    past.push(f);
+  }
+  return past;
+}
+
+function renderTelemetry() {
+  const frame = shownFrame();
+  if (!frame) return;
+  const tel = frame.telemetry;
+  const laps = trackerFor(frame);
+  setField("driver", fmtText(tel.player_name));
+  setField("car", fmtText(tel.car_name));
+  setField("track", fmtText(tel.track_name));
+  setField("session_type", fmtText(tel.session_type));
+  setField("position", fmtPosition(tel.position));
+  setField("lap", isNum(tel.lap) ? String(tel.lap) : DASH);
+  setField("current_lap", fmtLapTime(tel.lap_time));
+  setField("last_lap", fmtLapTime(laps.lastLap));
+  setField("best_lap", fmtLapTime(laps.bestLap));
+  renderFuel(tel, laps);
+  renderCorners(tel);
+  const water = knownWaterTemp(tel.engine_water_temp);
+  setField("water_temp", fmtTemp(tel.engine_water_temp, knownWaterTemp), classify(water, config.water_temp));
+  setField("track_temp", fmtTemp(tel.track_temp));
+  setField("ambient_temp", fmtTemp(tel.ambient_temp));
+  setField("speed", isNum(tel.speed) && tel.speed >= 0 ? `${Math.round(tel.speed)} km/h` : DASH);
+  setField("gear", fmtGear(tel.gear));
+  setField("rpm", isNum(tel.rpm) && tel.rpm > 0 ? fmtInt(tel.rpm) : DASH);
+  document.title = `${fmtText(tel.player_name)} · ${state.replay ? "replay" : "live"} · racedash`;
+}
+
+function renderFuel(tel, laps) {
+  const fuel = isNum(tel.fuel) && tel.fuel >= 0 ? tel.fuel : null;
+  const capacity = isNum(tel.fuel_capacity) && tel.fuel_capacity > 0 ? tel.fuel_capacity : null;
+  const pct = fuel !== null && capacity !== null ? Math.min(100, (fuel / capacity) * 100) : null;
+  setField("fuel", fmtLitres(fuel));
+  setField("fuel_pct", pct === null ? "" : `${Math.round(pct)} %`);
+  const est = laps.fuelEstimate(fuel);
+  setField("fuel_per_lap", est.perLap === null ? DASH : fmtLitres(est.perLap, 2));
+  setField("fuel_laps_left", est.lapsLeft === null ? DASH : est.lapsLeft.toFixed(1));
+  setField("fuel_time_left", est.timeLeft === null ? DASH : fmtDuration(est.timeLeft));
+  const low = isLowFuel(fuel, capacity, est.lapsLeft, config.low_fuel_laps || 2);
+  $("low-fuel").hidden = !low;
+  const fill = $("fuel-fill");
+  fill.style.width = `${pct === null ? 0 : pct}%`;
+  fill.classList.toggle("low", low);
+  const bar = $("fuel-bar");
+  bar.setAttribute("aria-valuenow", pct === null ? "" : String(Math.round(pct)));
+}
+
+function renderCorners(tel) {
+  const temps = tel.tire_temps || {};
+  const pressures = tel.tire_pressures || {};
+  const wear = tel.tire_wear || {};
+  const brakes = tel.brake_temps || {};
+  for (const c of CORNERS) {
+    setField(`temp_${c}`, fmtTemp(temps[c]), classify(knownTemp(temps[c]), config.tyre_temp));
+    setField(`pressure_${c}`, fmtPressure(pressures[c]), classify(knownPressure(pressures[c]), config.tyre_pressure));
+    setField(`wear_${c}`, fmtWear(wear[c]), classifyWear(knownWear(wear[c]), config.tyre_wear || [20, 40]));
+    setField(`brake_${c}`, fmtTemp(brakes[c]), classify(knownTemp(brakes[c]), config.brake_temp));
+  }
+}
+
+// ---- setup sheet -----------------------------------------------------------------
+function onSetup(message) {
+  // Live: a rejoin may re-send a setup already shown. A replay re-sends the setup at every
+  // seek on purpose, and an unchanged one simply diffs to nothing.
+  if (isNum(message.seq) && !state.replay) {
+    if (state.setupSeqs.has(message.seq)) return;
+    state.setupSeqs.add(message.seq);
+    store.noteSeq(message.seq);
+  }
+  const setup = message.setup && typeof message.setup === "object" ? message.setup : {};
+  const at = parseTimestamp(message.timestamp) ?? now();
+  const incoming = { seq: message.seq, timestamp: message.timestamp, setup, at };
+  const hasValues = Object.keys(garageValues(setup)).length > 0;
+  if (!hasValues) {
+    // The game's setup API was unavailable: keep showing the last real setup.
+    if (!state.setup) $("setup-summary").textContent = `The game sent no setup values (${fmtClock(at)}).`;
+    return;
+  }
+  if (state.setup && !state.setupBaselineNext) {
+    const changes = diffSetups(state.setup.setup, setup);
+    if (changes.length) {
+      state.latestChange = { at, changes };
+      state.setupHistory.push(state.latestChange);
+    }
+  }
+  state.setupBaselineNext = false;
+  state.setup = incoming;
+  renderSetup();
+}
+
+function renderSetup() {
+  const current = state.setup;
+  if (!current) return;
+  const count = Object.keys(garageValues(current.setup)).length;
+  $("setup-summary").textContent = `${count} settings · received ${fmtClock(current.at)}`;
+  renderChangeBanner();
+  renderHistory();
+  renderSheet();
+}
+
+function renderChangeBanner() {
+  const box = $("setup-change");
+  const change = state.latestChange;
+  box.hidden = !change;
+  if (!change) return;
+  const title = document.createElement("h3");
+  title.textContent = `Setup changed at ${fmtClock(change.at)}: ${change.changes.length} setting${change.changes.length === 1 ? "" : "s"}`;
+  const list = document.createElement("ul");
+  for (const c of change.changes) list.append(changeItem(c));
+  box.replaceChildren(title, list);
+}
+
+function changeItem(c) {
+  const li = document.createElement("li");
+  li.className = "change";
+  li.dataset.key = c.key;
+  const label = document.createElement("strong");
+  label.textContent = `${c.label}: `;
+  const oldV = document.createElement("span");
+  oldV.className = "old";
+  oldV.textContent = c.old;
+  const newV = document.createElement("span");
+  newV.className = "new";
+  newV.textContent = c.new;
+  li.append(label, oldV, " → ", newV);
+  return li;
+}
+
+function renderHistory() {
+  const list = $("setup-history");
+  $("setup-history-count").textContent = String(state.setupHistory.length);
+  const items = [];
+  for (const entry of [...state.setupHistory].reverse()) {
+    const li = document.createElement("li");
+    const when = document.createElement("time");
+    when.textContent = fmtClock(entry.at);
+    const inner = document.createElement("ul");
+    for (const c of entry.changes) inner.append(changeItem(c));
+    li.append(when, inner);
+    items.push(li);
+  }
+  list.replaceChildren(...items);
+}
+
+function renderSheet() {
+  const showAll = $("setup-show-all").checked;
+  const changed = new Map((state.latestChange ? state.latestChange.changes : []).map((c) => [c.key, c]));
+  const sheet = setupSheet(state.setup.setup, { showAll });
+  const parts = [];
+  for (const group of sheet) {
+    const section = document.createElement("section");
+    section.className = "setup-group";
+    const h = document.createElement("h3");
+    h.textContent = group.group;
+    section.append(h);
+    if (group.rows.length) {
+      const table = document.createElement("table");
+      const body = document.createElement("tbody");
+      for (const row of group.rows) {
+        const tr = document.createElement("tr");
+        tr.dataset.key = row.key;
+        const th = document.createElement("th");
+        th.scope = "row";
+        th.textContent = row.label;
+        tr.append(th, valueCell(row.key, row.value, changed));
+        if (changed.has(row.key)) tr.classList.add("changed");
+        body.append(tr);
+      }
+      table.append(body);
+      section.append(table);
+    }
+    if (group.corners.length) {
+      const table = document.createElement("table");
+      table.className = "corners";
+      const head = document.createElement("thead");
+      const hr = document.createElement("tr");
+      for (const name of ["", "FL", "FR", "RL", "RR"]) {
+        const th = document.createElement("th");
+        th.textContent = name;
+        hr.append(th);
+      }
+      head.append(hr);
+      const body = document.createElement("tbody");
+      for (const row of group.corners) {
+        const tr = document.createElement("tr");
+        const th = document.createElement("th");
+        th.scope = "row";
+        th.textContent = row.label;
+        tr.append(th);
+        for (const corner of ["FL", "FR", "RL", "RR"]) {
+          const cell = row.cells[corner];
+          tr.append(cell ? valueCell(cell.key, cell.value, changed) : Object.assign(document.createElement("td"), { textContent: DASH }));
+        }
+        body.append(tr);
+      }
+      table.append(head, body);
+      section.append(table);
+    }
+    parts.push(section);
+  }
+  $("setup-sheet").replaceChildren(...parts);
+}
+
+function valueCell(key, value, changed) {
+  const td = document.createElement("td");
+  td.dataset.key = key;
+  const c = changed.get(key);
+  if (c) {
+    td.className = "changed";
+    td.title = `changed at ${fmtClock(state.latestChange.at)}`;
+    const oldV = document.createElement("span");
+    oldV.className = "old";
+    oldV.textContent = c.old;
+    const newV = document.createElement("span");
+    newV.className = "new";
+    newV.textContent = c.new;
+    td.append(oldV, " → ", newV);
+  } else {
+    td.textContent = value;
+  }
+  return td;
+}
+
+$("setup-show-all").addEventListener("change", () => { if (state.setup) renderSheet(); });
+
+// ---- timeline: live time-shift and replay transport -------------------------------------
+function becomeReplay() {
+  if (state.replay && $("mode-badge").dataset.mode === "replay") return;
+  state.replay = true;
+  state.viewTime = null;
+  const badge = $("mode-badge");
+  badge.dataset.mode = "replay";
+  badge.textContent = "REPLAY";
+  badge.className = "badge mode-replay";
+  $("shift-badge").hidden = true;
+  transport.setReplayControls(true);
+}
+
+function replayPosition() {
+  const rs = state.replayState;
+  if (!rs || !isNum(rs.position)) return 0;
+  if (rs.status !== "playing") return rs.position;
+  const speed = isNum(rs.speed) ? rs.speed : 1;
+  const pos = rs.position + (now() - state.replayStateAt) * speed;
+  return isNum(rs.duration) ? Math.min(rs.duration, pos) : pos;
+}
+
+function liveLaps(first) {
+  // Lap N starts when lap N-1 ends; the first lap seen starts with the first frame.
+  const laps = [];
+  for (const lap of tracker.laps) {
+    if (isNum(lap.endT) && isNum(lap.lap)) laps.push({ lap: lap.lap + 1, t: lap.endT - first.t });
+  }
+  return laps;
+}
+
+function drawTimeline() {
+  if (state.replay) {
+    const rs = state.replayState;
+    if (!rs) {
+      transport.draw({ position: 0, duration: 0, laps: [], timeText: "waiting for the replay…" });
+      return;
+    }
+    const position = replayPosition();
+    const duration = isNum(rs.duration) ? rs.duration : 0;
+    const laps = Array.isArray(rs.laps) ? rs.laps.filter((l) => l && isNum(l.lap) && isNum(l.t)) : [];
+    const status = rs.status === "ended" || rs.status === "stopped" ? ` · ${rs.status}` : "";
+    transport.draw({
+      position,
+      duration,
+      laps,
+      timeText: `${fmtDuration(position)} / ${fmtDuration(duration)}${status}`,
+      playing: rs.status === "playing",
+      speed: rs.speed,
+    });
+    return;
+  }
+  const first = store.frames[0];
+  const last = store.last;
+  if (!first || !last) {
+    transport.draw({ position: 0, duration: 0, laps: [], timeText: "LIVE", live: true });
+    return;
+  }
+  const duration = last.t - first.t;
+  const shifted = state.viewTime !== null;
+  const position = shifted ? state.viewTime - first.t : duration;
+  const behind = last.t - (shifted ? state.viewTime : last.t);
+  transport.draw({
+    position,
+    duration,
+    laps: liveLaps(first),
+    timeText: shifted ? `${fmtDuration(behind)} behind live` : `LIVE · ${fmtDuration(duration)} on record`,
+    shifted,
+    live: true,
+  });
+  const badge = $("shift-badge");
+  badge.hidden = !shifted;
+  badge.textContent = shifted ? `TIME-SHIFT −${fmtDuration(behind)}` : "";
+}
+
+function scrubbed(value, committed) {
+  if (state.replay) {
+    if (committed) control({ action: "seek", time: value });
+    return;
+  }
+  const first = store.frames[0];
+  const last = store.last;
+  if (!first || !last) return;
+  const t = first.t + value;
+  state.viewTime = t >= last.t - 0.25 ? null : t;
+  renderTelemetry();
+  drawTimeline();
+}
+
+function jumpToLap(lap) {
+  if (state.replay) {
+    control({ action: "seek", lap });
+    return;
+  }
+  const first = store.frames[0];
+  const start = liveLaps(first || { t: 0 }).find((l) => l.lap === lap);
+  if (!first || !start) return;
+  scrubbed(start.t + 0.01, true);
+}
+
+function goLive() {
+  state.viewTime = null;
+  renderTelemetry();
+  drawTimeline();
+}
+
+function control(command) {
+  transport.status("");
+  socket.timeout(5000).emit("replay_control", { replay_id: sessionId, ...command }, (err, ack) => {
+    if (err) transport.status("The server did not answer the replay control.");
+    else if (!ack || !ack.ok) transport.status(`Replay control refused: ${(ack && ack.message) || "unknown error"}`);
+    else if (ack.state && typeof ack.state === "object") applyReplayState(ack.state);
+  });
+}
+
+// ---- connection badge ------------------------------------------------------------
+function refreshBadge() {
+  const paused = state.replay && state.replayState && state.replayState.status !== "playing";
+  const status = connectionStatus({
+    connected: state.connected,
+    everConnected: state.everConnected,
+    lastDataAt: state.lastDataAt,
+    now: now(),
+    staleAfter: config.stale_seconds || 5,
+    paused,
+  });
+  const badge = $("conn-badge");
+  if (badge.textContent !== status.text) badge.textContent = status.text;
+  badge.className = `badge conn-${status.state}`;
+  badge.dataset.state = status.state;
+}
+
+if (state.replay) becomeReplay();
+drawTimeline();
+setInterval(() => {
+  refreshBadge();
+  if (state.replay) drawTimeline();
+}, 500);

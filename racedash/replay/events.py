@@ -1,0 +1,214 @@
+"""The replay Socket.IO events, plugged into the live namespace as its room extension.
+
+``replay_start``, ``replay_control`` and ``timeshift_start`` are thin: they
+validate, call the :class:`ReplayManager` and return an ack (errors are
+translated to error acks by the live namespace's dispatcher). Joining a replay
+uses the ordinary ``join_session`` with the replay id: the live namespace asks
+:meth:`ReplayEvents.join` first.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Mapping
+
+import socketio
+
+from racedash.auth import TeamAccess
+from racedash.errors import InvalidPayload, LimitExceeded
+from racedash.replay.errors import InvalidControl, TeamAccessRequired
+from racedash.replay.manager import ReplayManager
+from racedash.replay.player import ACTIONS, Replay
+from racedash.replay.timing import MAX_SPEED, MIN_SPEED
+from racedash.validation import PayloadValidator
+
+if TYPE_CHECKING:
+    from racedash.live import Handler, LiveNamespace
+
+_NUMBER = {"type": "number"}
+
+REPLAY_START_SCHEMA: dict = {
+    "type": "object",
+    "required": ["recording_id"],
+    "properties": {
+        "recording_id": {"type": "string"},
+        "paused": {"type": "boolean"},
+        "time": _NUMBER,
+        "speed": _NUMBER,
+    },
+}
+
+REPLAY_CONTROL_SCHEMA: dict = {
+    "type": "object",
+    "required": ["replay_id", "action"],
+    "properties": {
+        "replay_id": {"type": "string"},
+        "action": {"enum": sorted(ACTIONS)},
+        "time": _NUMBER,
+        "lap": {"type": "integer"},
+        "speed": _NUMBER,
+    },
+}
+
+# The REST control body: the same, the replay id being in the URL.
+CONTROL_BODY_SCHEMA: dict = {
+    **REPLAY_CONTROL_SCHEMA,
+    "required": ["action"],
+}
+
+TIMESHIFT_START_SCHEMA: dict = {
+    "type": "object",
+    "required": ["session_id"],
+    "properties": {
+        "session_id": {"type": "string"},
+        "time": _NUMBER,
+        "back": _NUMBER,
+        "speed": _NUMBER,
+        "paused": {"type": "boolean"},
+    },
+}
+
+# Where a time-shift starts when the viewer gives no time: this far behind live.
+DEFAULT_TIMESHIFT_BACK = 60.0
+
+
+class ReplayValidators:
+    def __init__(self) -> None:
+        self.replay_start = PayloadValidator(REPLAY_START_SCHEMA, "replay_start")
+        self.replay_control = PayloadValidator(REPLAY_CONTROL_SCHEMA, "replay_control")
+        self.control_body = PayloadValidator(CONTROL_BODY_SCHEMA, "replay control")
+        self.timeshift_start = PayloadValidator(TIMESHIFT_START_SCHEMA, "timeshift_start")
+
+
+def check_speed(speed: Any) -> float:
+    if speed is None:
+        return 1.0
+    if not (MIN_SPEED <= speed <= MAX_SPEED):
+        raise InvalidControl(f"speed must be between {MIN_SPEED} and {MAX_SPEED}")
+    return float(speed)
+
+
+async def apply_control(replay: Replay, payload: dict) -> dict:
+    """A validated control payload applied to a replay; the new state."""
+    return await replay.control(
+        payload["action"], time=payload.get("time"), lap=payload.get("lap"), speed=payload.get("speed")
+    )
+
+
+def dashboard_url(base_url: str, replay_id: str) -> str:
+    return f"{base_url}/dashboard/{replay_id}"
+
+
+class ReplayEvents:
+    """The live namespace's room extension for replays (see racedash.live.RoomExtension)."""
+
+    def __init__(
+        self,
+        manager: ReplayManager,
+        sio: socketio.AsyncServer,
+        *,
+        access: TeamAccess | None = None,
+        max_viewers: int = 2000,
+        namespace: str = "/",
+    ) -> None:
+        self.manager = manager
+        self.validators = ReplayValidators()
+        self.max_viewers = max_viewers
+        self._access = access
+        self._sio = sio
+        self._namespace = namespace
+        self._live: "LiveNamespace | None" = None
+        self.handlers: Mapping[str, "Handler"] = {
+            "replay_start": self.replay_start,
+            "replay_control": self.replay_control,
+            "timeshift_start": self.timeshift_start,
+        }
+
+    def bind(self, namespace: "LiveNamespace") -> None:
+        self._live = namespace
+
+    def _base_url(self, sid: str) -> str:
+        return self._live.base_url(sid) if self._live is not None else ""
+
+    async def _enter_room(self, sid: str, room: str) -> None:
+        await self._sio.enter_room(sid, room, namespace=self._namespace)
+
+    def _check_team(self, sid: str) -> None:
+        """Replaying a recording needs team access: the team cookie on the Socket.IO handshake."""
+        if self._access is None:
+            return
+        environ = self._sio.get_environ(sid, namespace=self._namespace) or {}
+        if not self._access.is_team_environ(environ):
+            raise TeamAccessRequired("replaying a recording needs team access: log in at /login first")
+
+    # -- events -----------------------------------------------------------------
+    async def replay_start(self, sid: str, payload: Any) -> dict:
+        payload = self.validators.replay_start(payload)
+        self._check_team(sid)
+        replay = await self.manager.start(
+            payload["recording_id"],
+            paused=payload.get("paused", False),
+            position=payload.get("time"),
+            speed=check_speed(payload.get("speed")),
+        )
+        return {
+            "ok": True,
+            "replay_id": replay.id,
+            "dashboard_url": dashboard_url(self._base_url(sid), replay.id),
+            "state": replay.state(),
+        }
+
+    async def replay_control(self, sid: str, payload: Any) -> dict:
+        payload = self.validators.replay_control(payload)
+        replay = self.manager.get(payload["replay_id"])
+        return {"ok": True, "state": await apply_control(replay, payload)}
+
+    async def timeshift_start(self, sid: str, payload: Any) -> dict:
+        """Replay a live session's growing recording from an earlier point.
+
+        Like viewing, this needs only the session's id (its secret): viewers
+        of a live session may look back at it without team access.
+        """
+        payload = self.validators.timeshift_start(payload)
+        session_id = payload["session_id"]
+        replay = await self.manager.start(session_id, paused=True, speed=check_speed(payload.get("speed")))
+        if "time" in payload:
+            position = payload["time"]
+        else:
+            back = payload.get("back", DEFAULT_TIMESHIFT_BACK)
+            if not math.isfinite(back) or back < 0:
+                raise InvalidPayload("timeshift_start: back must be a positive number of seconds")
+            position = replay.duration - back
+        await replay.seek(position)
+        if not payload.get("paused", False):
+            await replay.play()
+        return {
+            "ok": True,
+            "replay_id": replay.id,
+            "dashboard_url": dashboard_url(self._base_url(sid), replay.id),
+            "session_id": replay.recording_id,
+            "state": replay.state(),
+        }
+
+    # -- rooms ------------------------------------------------------------------
+    async def join(self, sid: str, room_id: str, payload: dict) -> dict | None:
+        replay = self.manager.find(room_id)
+        if replay is None:
+            return None
+        if sid not in replay.viewers and len(replay.viewers) >= self.max_viewers:
+            raise LimitExceeded(f"this replay already has {self.max_viewers} viewers")
+        # A replay always sends its full state on join: last_seq (recorded seqs) does not apply.
+        state = await replay.join(sid, self._enter_room)
+        self.manager.viewer_joined(replay)
+        return {"ok": True, "session_id": replay.id, "replay": True, "state": state}
+
+    async def leave(self, sid: str, room_id: str) -> dict | None:
+        replay = self.manager.find(room_id)
+        if replay is None:
+            return None
+        await self._sio.leave_room(sid, room_id, namespace=self._namespace)
+        self.manager.viewer_left(replay, sid)
+        return {"ok": True}
+
+    async def disconnect(self, sid: str) -> None:
+        self.manager.forget_connection(sid)

@@ -1,0 +1,86 @@
+"""The replay REST endpoints (docs/protocol.md, "Replay"). Errors become JSON with their status.
+
+They need team access (docs/security.md): the team cookie (with the XSRF
+token on POSTs) or ``Authorization: Bearer <team token>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from racedash.errors import InvalidPayload
+from racedash.replay.events import ReplayValidators, apply_control, check_speed, dashboard_url
+from racedash.replay.manager import ReplayManager
+from racedash.auth import TeamAccess
+from racedash.web import TeamHandler
+
+
+class ReplayApiHandler(TeamHandler):
+    manager: ReplayManager
+    validators: ReplayValidators
+    public_url: str
+
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"{self.request.protocol}://{self.request.host}"
+
+    def json_body(self) -> Any:
+        """The request's JSON body; an empty body is an empty object."""
+        if not self.request.body.strip():
+            return {}
+        try:
+            return orjson.loads(self.request.body)
+        except orjson.JSONDecodeError:
+            raise InvalidPayload("the request body is not JSON") from None
+
+
+class ReplayStartHandler(ReplayApiHandler):
+    """POST /api/recordings/<id>/replay  {paused?, time?, speed?} -> {ok, replay_id, dashboard_url, state}"""
+
+    async def post(self, recording_id: str) -> None:
+        body = self.json_body()
+        if not isinstance(body, dict):
+            raise InvalidPayload("the request body must be a JSON object")
+        payload = self.validators.replay_start({**body, "recording_id": recording_id})
+        replay = await self.manager.start(
+            payload["recording_id"],
+            paused=payload.get("paused", False),
+            position=payload.get("time"),
+            speed=check_speed(payload.get("speed")),
+        )
+        self.write_json(
+            {
+                "ok": True,
+                "replay_id": replay.id,
+                "dashboard_url": dashboard_url(self.base_url(), replay.id),
+                "state": replay.state(),
+            },
+            201,
+        )
+
+
+class ReplayControlHandler(ReplayApiHandler):
+    """POST /api/replays/<replay_id>/control  {action, time?, lap?, speed?} -> {ok, state}"""
+
+    async def post(self, replay_id: str) -> None:
+        replay = self.manager.get(replay_id)
+        payload = self.validators.control_body(self.json_body())
+        self.write_json({"ok": True, "state": await apply_control(replay, payload)})
+
+
+class ReplayStateHandler(ReplayApiHandler):
+    """GET /api/replays/<replay_id> -> {ok, state}"""
+
+    def get(self, replay_id: str) -> None:
+        replay = self.manager.get(replay_id)
+        self.write_json({"ok": True, "state": {**replay.state(), "viewers": len(replay.viewers)}})
+
+
+def replay_routes(manager: ReplayManager, access: TeamAccess, public_url: str = "") -> list[tuple[str, type, dict]]:
+    deps = {"access": access, "manager": manager, "validators": ReplayValidators(), "public_url": public_url}
+    return [
+        (r"/api/recordings/([^/]+)/replay", ReplayStartHandler, deps),
+        (r"/api/replays/([^/]+)/control", ReplayControlHandler, deps),
+        (r"/api/replays/([^/]+)", ReplayStateHandler, deps),
+    ]

@@ -1,0 +1,126 @@
+// The three uPlot charts: lap times per lap, fuel over time, tyre temperatures over time.
+// Data is rebuilt from the frame store and the stint tracker, at most once per animation
+// frame, so a burst of history costs one redraw.
+
+import { knownTemp, knownLapTime, isNum, fmtLapTime } from "./format.js";
+
+const INK = "#111";
+const GRID = "#c8c8c8";
+const CORNER_COLOURS = { fl: "#0047b3", fr: "#c0002a", rl: "#007a3d", rr: "#7a3db8" };
+
+function axes({ yValues = null, ySize = 56, xIncrs = null } = {}) {
+  const common = { stroke: INK, grid: { stroke: GRID, width: 1 }, ticks: { stroke: GRID }, font: "12px system-ui" };
+  return [
+    { ...common, ...(xIncrs ? { incrs: xIncrs } : {}) },
+    // The figure's caption names the chart and its unit; no rotated axis label to clip.
+    { ...common, size: ySize, ...(yValues ? { values: yValues } : {}) },
+  ];
+}
+
+function width(el) {
+  return Math.max(240, Math.floor(el.clientWidth || 300));
+}
+
+export class Charts {
+  constructor({ lapsEl, fuelEl, tyresEl }) {
+    const uPlot = window.uPlot;
+    const height = 180;
+    this.els = [lapsEl, fuelEl, tyresEl];
+    this.laps = new uPlot(
+      {
+        width: width(lapsEl),
+        height,
+        scales: { x: { time: false } },
+        legend: { show: false },
+        axes: axes({
+          yValues: (u, vals) => vals.map((v) => fmtLapTime(v)),
+          ySize: 84,
+          xIncrs: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+        }),
+        series: [
+          { label: "lap" },
+          { label: "lap time", stroke: "#0047b3", width: 2, points: { show: true, size: 6 } },
+        ],
+      },
+      [[], []],
+      lapsEl,
+    );
+    this.fuel = new uPlot(
+      {
+        width: width(fuelEl),
+        height,
+        legend: { show: false },
+        axes: axes(),
+        series: [{}, { label: "fuel", stroke: "#b35900", width: 2, spanGaps: false }],
+      },
+      [[], []],
+      fuelEl,
+    );
+    this.tyres = new uPlot(
+      {
+        width: width(tyresEl),
+        height,
+        legend: { show: true, live: false },
+        axes: axes(),
+        series: [
+          {},
+          ...Object.entries(CORNER_COLOURS).map(([corner, colour]) => ({
+            label: corner.toUpperCase(),
+            stroke: colour,
+            width: 2,
+          })),
+        ],
+      },
+      [[], [], [], [], []],
+      tyresEl,
+    );
+    this.pending = null;
+    this.resizeObserver = new ResizeObserver(() => this.resize());
+    for (const el of this.els) this.resizeObserver.observe(el);
+  }
+
+  resize() {
+    this.laps.setSize({ width: width(this.els[0]), height: 180 });
+    this.fuel.setSize({ width: width(this.els[1]), height: 180 });
+    this.tyres.setSize({ width: width(this.els[2]), height: 180 });
+  }
+
+  // Schedules a redraw from the current store and tracker.
+  update(store, tracker) {
+    this.pending = { store, tracker };
+    if (this._scheduled) return;
+    this._scheduled = requestAnimationFrame(() => {
+      this._scheduled = null;
+      const { store: s, tracker: t } = this.pending;
+      this._draw(s, t);
+    });
+  }
+
+  _draw(store, tracker) {
+    const lapX = [];
+    const lapY = [];
+    for (const lap of tracker.laps) {
+      if (!isNum(lap.lap)) continue;
+      lapX.push(lap.lap);
+      lapY.push(knownLapTime(lap.time));
+    }
+    this.laps.setData([lapX, lapY]);
+
+    const xs = [];
+    const fuel = [];
+    const tyres = { fl: [], fr: [], rl: [], rr: [] };
+    let lastT = -Infinity;
+    for (const f of store.frames) {
+      // uPlot needs increasing x; a frame stamped out of order is skipped in the chart only.
+      if (!(f.t > lastT)) continue;
+      lastT = f.t;
+      xs.push(f.t);
+      const tel = f.telemetry || {};
+      fuel.push(isNum(tel.fuel) && tel.fuel >= 0 ? tel.fuel : null);
+      const temps = tel.tire_temps || {};
+      for (const c of Object.keys(tyres)) tyres[c].push(knownTemp(temps[c]));
+    }
+    this.fuel.setData([xs, fuel]);
+    this.tyres.setData([xs, tyres.fl, tyres.fr, tyres.rl, tyres.rr]);
+  }
+}

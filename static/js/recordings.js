@@ -1,0 +1,134 @@
+// The recordings page: list from GET /api/recordings, sort, filter, Replay and Download.
+
+import { DASH, fmtBytes, fmtDate, fmtDuration, fmtText, isNum } from "./format.js";
+import { matchesFilter, sizeOf, sortRecordings } from "./reclist.js";
+
+const $ = (id) => document.getElementById(id);
+const view = { all: [], sortKey: "first_time", descending: true };
+
+function showMessage(text) {
+  const box = $("rec-message");
+  box.hidden = !text;
+  box.textContent = text || "";
+}
+
+function cell(label, textContent, className) {
+  const td = document.createElement("td");
+  td.textContent = textContent;
+  td.dataset.label = label; // shown before the value when the table becomes cards on a phone
+  if (className) td.className = className;
+  return td;
+}
+
+// Tornado's XSRF token (the page carries it; its cookie is set with the page).
+function xsrfHeaders() {
+  const meta = document.querySelector('meta[name="xsrf-token"]');
+  if (meta && meta.content) return { "X-XSRFToken": meta.content };
+  const m = /(?:^|;\s*)_xsrf=([^;]+)/.exec(document.cookie);
+  return m ? { "X-XSRFToken": decodeURIComponent(m[1]) } : {};
+}
+
+async function startReplay(rec, button) {
+  button.disabled = true;
+  showMessage("");
+  try {
+    const res = await fetch(`/api/recordings/${encodeURIComponent(rec.session_id)}/replay`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...xsrfHeaders() },
+      body: "{}",
+      credentials: "same-origin",
+    });
+    const body = await res.json().catch(() => null);
+    if (!res.ok || !body || !body.ok || typeof body.dashboard_url !== "string") {
+      throw new Error((body && body.message) || `HTTP ${res.status}`);
+    }
+    window.location.assign(body.dashboard_url);
+  } catch (err) {
+    showMessage(`Could not start the replay: ${err.message}`);
+    button.disabled = false;
+  }
+}
+
+function row(rec) {
+  const tr = document.createElement("tr");
+  tr.dataset.sessionId = rec.session_id;
+  const drivers = Array.isArray(rec.drivers) && rec.drivers.length ? rec.drivers.join(", ") : DASH;
+  tr.append(
+    cell("Track", fmtText(rec.track)),
+    cell("Car", fmtText(rec.car)),
+    cell("Drivers", drivers),
+    cell("Date", fmtDate(rec.first_time), "num"),
+    cell("Duration", fmtDuration(rec.duration), "num"),
+    cell("Laps", isNum(rec.laps) ? String(rec.laps) : DASH, "num"),
+    cell("Size", fmtBytes(sizeOf(rec)), "num"),
+  );
+  const status = cell("Status", "");
+  const badge = document.createElement("span");
+  badge.className = rec.live ? "badge mode-live" : "badge ended";
+  badge.textContent = rec.live ? "LIVE" : typeof rec.state === "string" && rec.state !== "live" ? rec.state : "ended";
+  status.append(badge);
+  const cellActions = document.createElement("td");
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  cellActions.append(actions);
+  const replay = document.createElement("button");
+  replay.type = "button";
+  replay.className = "btn";
+  replay.textContent = "Replay";
+  replay.addEventListener("click", () => startReplay(rec, replay));
+  const download = document.createElement("a");
+  download.className = "btn btn-secondary";
+  download.href = `/api/recordings/${encodeURIComponent(rec.session_id)}.jsonl`;
+  download.textContent = "Download";
+  download.setAttribute("download", `${rec.session_id}.jsonl`);
+  actions.append(replay, download);
+  tr.append(status, cellActions);
+  return tr;
+}
+
+function render() {
+  const query = $("rec-filter").value;
+  const status = $("rec-status").value;
+  const shown = sortRecordings(view.all.filter((r) => matchesFilter(r, query, status)), view.sortKey, view.descending);
+  $("rec-body").replaceChildren(...shown.map(row));
+  $("rec-count").textContent = `${shown.length} of ${view.all.length} recordings`;
+  for (const th of document.querySelectorAll("#rec-table th")) {
+    const button = th.querySelector("button[data-sort]");
+    if (!button) continue;
+    const active = button.dataset.sort === view.sortKey;
+    th.setAttribute("aria-sort", active ? (view.descending ? "descending" : "ascending") : "none");
+  }
+}
+
+async function load() {
+  try {
+    const res = await fetch("/api/recordings", { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (res.status === 404) {
+      showMessage("This server does not offer recordings.");
+      return;
+    }
+    if (res.status === 401 || res.status === 403) {
+      showMessage("Recordings need team access: log in first.");
+      return;
+    }
+    const body = await res.json();
+    if (!res.ok) throw new Error((body && body.message) || `HTTP ${res.status}`);
+    view.all = Array.isArray(body.recordings) ? body.recordings.filter((r) => r && typeof r.session_id === "string") : [];
+    if (!view.all.length) showMessage("No recordings yet.");
+    render();
+  } catch (err) {
+    showMessage(`Could not load the recordings: ${err.message}`);
+  }
+}
+
+for (const button of document.querySelectorAll("#rec-table button[data-sort]")) {
+  button.addEventListener("click", () => {
+    const key = button.dataset.sort;
+    view.descending = view.sortKey === key ? !view.descending : key === "first_time";
+    view.sortKey = key;
+    render();
+  });
+}
+$("rec-filter").addEventListener("input", render);
+$("rec-status").addEventListener("change", render);
+load();

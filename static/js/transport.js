@@ -1,0 +1,89 @@
+// The timeline bar under the header. On a live session it is the time-shift control
+// (drag back to look at an earlier moment, "Go live" to return); in a replay room it is
+// the transport bar (play/pause, speed, scrubber with lap markers, jump to lap).
+// It only draws and reports the user's intent through callbacks; dashboard.js decides.
+
+import { fmtDuration, isNum } from "./format.js";
+
+export class Transport {
+  constructor(root, callbacks) {
+    this.cb = callbacks;
+    this.el = {
+      play: root.querySelector("#tp-play"),
+      speedLabel: root.querySelector("#tp-speed-label"),
+      speed: root.querySelector("#tp-speed"),
+      time: root.querySelector("#tp-time"),
+      lap: root.querySelector("#tp-lap"),
+      live: root.querySelector("#tp-live"),
+      scrub: root.querySelector("#tp-scrub"),
+      markers: root.querySelector("#tp-markers"),
+      status: root.querySelector("#tp-status"),
+    };
+    this.dragging = false;
+    this.lapsShown = "";
+    const { scrub, play, speed, lap, live } = this.el;
+    scrub.addEventListener("pointerdown", () => { this.dragging = true; });
+    scrub.addEventListener("input", () => this.cb.onScrub(Number(scrub.value), false));
+    scrub.addEventListener("change", () => {
+      this.dragging = false;
+      this.cb.onScrub(Number(scrub.value), true);
+    });
+    play.addEventListener("click", () => this.cb.onPlayPause());
+    speed.addEventListener("change", () => this.cb.onSpeed(Number(speed.value)));
+    lap.addEventListener("change", () => {
+      if (lap.value !== "") this.cb.onJumpLap(Number(lap.value));
+      lap.value = "";
+    });
+    live.addEventListener("click", () => this.cb.onGoLive());
+  }
+
+  setReplayControls(visible) {
+    this.el.play.hidden = !visible;
+    this.el.speedLabel.hidden = !visible;
+    if (visible) this.el.live.hidden = true;
+  }
+
+  status(text) {
+    this.el.status.textContent = text || "";
+  }
+
+  // position/duration in seconds from the start; laps: [{lap, t}] with t in the same seconds.
+  draw({ position, duration, laps, timeText, playing = null, speed = null, shifted = false, live = false }) {
+    const { scrub, time, play, speed: speedEl } = this.el;
+    scrub.disabled = !(duration > 0);
+    scrub.max = String(Math.max(0, duration));
+    if (!this.dragging) scrub.value = String(Math.min(Math.max(0, position), Math.max(0, duration)));
+    time.textContent = timeText;
+    if (playing !== null) {
+      play.textContent = playing ? "Pause" : "Play";
+      play.dataset.state = playing ? "playing" : "paused";
+    }
+    if (speed !== null && document.activeElement !== speedEl && isNum(speed)) {
+      const wanted = String(speed);
+      if ([...speedEl.options].some((o) => o.value === wanted)) speedEl.value = wanted;
+    }
+    if (live) this.el.live.hidden = !shifted;
+    this._drawLaps(laps, duration);
+  }
+
+  _drawLaps(laps, duration) {
+    const signature = `${duration > 0 ? Math.round(duration) : 0}|${laps.map((l) => `${l.lap}@${Math.round(l.t)}`).join(",")}`;
+    if (signature === this.lapsShown) return;
+    this.lapsShown = signature;
+    const { markers, lap: select } = this.el;
+    markers.replaceChildren();
+    const options = [new Option("jump…", "")];
+    for (const { lap, t } of laps) {
+      if (!isNum(lap) || !isNum(t)) continue;
+      options.push(new Option(`Lap ${lap} (${fmtDuration(t)})`, String(lap)));
+      if (!(duration > 0)) continue;
+      const tick = document.createElement("span");
+      tick.className = "marker";
+      tick.style.left = `${Math.min(100, Math.max(0, (t / duration) * 100))}%`;
+      tick.title = `Lap ${lap}`;
+      tick.dataset.lap = String(lap);
+      markers.append(tick);
+    }
+    select.replaceChildren(...options);
+  }
+}

@@ -1,0 +1,358 @@
+"""The live dashboard in a real browser, fed by a real monitor-like Socket.IO client."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser import PHONE, chromium
+from tests.helpers import Client
+from tests.server_process import ServerProcess
+from tests.ui_data import changed_setup, garage_frame, setup_payload, stint
+
+pytestmark = pytest.mark.browser
+
+
+async def monitor_session(server, clients) -> tuple[Client, str]:
+    monitor = Client(server.url)
+    clients.append(monitor)
+    await monitor.connect()
+    ack = await monitor.call("request_session_id", {})
+    return monitor, ack["session_id"]
+
+
+async def publish(monitor: Client, frames: list[dict]) -> list[int]:
+    seqs = []
+    for frame in frames:
+        ack = await monitor.call("telemetry_update", frame)
+        assert ack["ok"], ack
+        seqs.append(ack["seq"])
+    return seqs
+
+
+def field(page, name: str):
+    return page.locator(f'[data-field="{name}"]')
+
+
+async def connected(page) -> None:
+    await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "connected")
+
+
+async def test_values_update_as_the_car_publishes(server, clients):
+    monitor, session_id = await monitor_session(server, clients)
+    async with chromium() as browser:
+        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        page = tab.page
+        await connected(page)
+        await expect(page.locator("#mode-badge")).to_have_text("LIVE")
+
+        # The game's unknowns (garage: −273.15 °C, 0 kPa, negative lap time) show as "—".
+        await publish(monitor, [garage_frame(session_id)])
+        await expect(field(page, "driver")).to_have_text("Dean Davids")
+        await expect(field(page, "track")).to_have_text("Autodromo Enzo e Dino Ferrari")
+        await expect(field(page, "session_type")).to_have_text("Practice")
+        for corner in ("fl", "fr", "rl", "rr"):
+            await expect(field(page, f"temp_{corner}")).to_have_text("—")
+            await expect(field(page, f"pressure_{corner}")).to_have_text("—")
+            await expect(field(page, f"temp_{corner}")).to_have_class("tyre-temp val unknown")
+        await expect(field(page, "current_lap")).to_have_text("—")
+        await expect(field(page, "position")).to_have_text("—")
+        await expect(field(page, "water_temp")).to_have_text("—")
+        await expect(field(page, "fuel")).to_have_text("75.0 L")
+
+        await publish(monitor, stint(session_id, 1, 4, fuel_per_lap=2.8))
+        await expect(field(page, "lap")).to_have_text("4")
+        await expect(field(page, "position")).to_have_text("P3")
+        # Measured from lap transitions: lap 1 took 90.5 s, lap 3 91.5 s; 2.8 L per lap.
+        await expect(field(page, "best_lap")).to_have_text("1:30.500")
+        await expect(field(page, "last_lap")).to_have_text("1:31.500")
+        await expect(field(page, "fuel_per_lap")).to_have_text("2.80 L")
+        await expect(field(page, "fuel")).to_have_text("49.5 L")
+        await expect(field(page, "fuel_pct")).to_have_text("66 %")
+        await expect(field(page, "fuel_laps_left")).to_have_text("17.7")
+        await expect(field(page, "fuel_time_left")).to_have_text("26:48")
+        await expect(page.locator("#low-fuel")).to_be_hidden()
+        # Colour windows (defaults 70–100 °C, 160–190 kPa, wear 20/40 %, brakes 200–750 °C).
+        await expect(field(page, "temp_fl")).to_have_text("86 °C")
+        await expect(field(page, "temp_fl")).to_have_class("tyre-temp val ok")
+        await expect(field(page, "temp_rl")).to_have_class("tyre-temp val cold")
+        await expect(field(page, "temp_rr")).to_have_class("tyre-temp val hot")
+        await expect(field(page, "pressure_rl")).to_have_class("val cold")
+        await expect(field(page, "wear_rl")).to_have_text("35 %")
+        await expect(field(page, "wear_rl")).to_have_class("val warm")
+        await expect(field(page, "wear_rr")).to_have_class("val hot")
+        await expect(field(page, "brake_rl")).to_have_class("val brake hot")
+        await expect(field(page, "water_temp")).to_have_text("88 °C")
+        await expect(field(page, "gear")).to_have_text("5")
+        # Charts: four laps seen, three completed and plotted.
+        laps_plotted = await page.evaluate("() => window.racedash.tracker.laps.map(l => l.lap)")
+        assert laps_plotted == [1, 2, 3]
+        await tab.screenshot("dashboard-live-laptop")
+        tab.assert_clean()
+
+
+async def test_low_fuel_warning(server, clients):
+    monitor, session_id = await monitor_session(server, clients)
+    async with chromium() as browser:
+        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        await connected(tab.page)
+        await publish(monitor, stint(session_id, 1, 3, start_fuel=10.0, fuel_per_lap=3.0))
+        await expect(field(tab.page, "fuel_laps_left")).to_have_text("0.6")
+        await expect(tab.page.locator("#low-fuel")).to_be_visible()
+        await expect(tab.page.locator("#fuel-fill")).to_have_class("bar-fill low")
+        tab.assert_clean()
+
+
+async def test_setup_change_is_highlighted_old_to_new(server, clients):
+    monitor, session_id = await monitor_session(server, clients)
+    await monitor.call("setup_data", setup_payload(session_id))
+    async with chromium() as browser:
+        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        page = tab.page
+        await connected(page)
+        # Joining shows the current setup as a readable sheet, not JSON.
+        balance = page.locator('#setup-sheet td[data-key="VM_BRAKE_BALANCE"]')
+        await expect(balance).to_have_text("55.0:45.0")
+        await expect(page.locator('#setup-sheet tr[data-key="VM_BRAKE_BALANCE"] th')).to_have_text("Brake balance")
+        await expect(page.locator("#setup-sheet h3", has_text="Brakes")).to_be_visible()
+        await expect(page.locator('#setup-sheet td[data-key="VM_GEAR_8"]')).to_have_count(0)  # N/A hidden
+        await expect(page.locator("#setup-change")).to_be_hidden()
+
+        await publish(monitor, stint(session_id, 1, 1))
+        ack = await monitor.call("setup_data", setup_payload(session_id, changed_setup(), seconds=125.0))
+        assert ack["ok"]
+        await expect(balance).to_have_text("55.0:45.0 → 56.0:44.0")
+        await expect(balance).to_have_class("changed")
+        pressure = page.locator('#setup-sheet td[data-key="WM_PRESSURE-W_FL"]')
+        await expect(pressure).to_have_text("135 kPa → 138 kPa")
+        await expect(page.locator('#setup-sheet td[data-key="WM_PRESSURE-W_FR"]')).to_have_text("135 kPa")
+        banner = page.locator("#setup-change")
+        await expect(banner).to_be_visible()
+        await expect(banner.locator("h3")).to_contain_text("2 settings")
+        await expect(banner.locator('li[data-key="VM_BRAKE_BALANCE"]')).to_have_text("Brake balance: 55.0:45.0 → 56.0:44.0")
+        await expect(page.locator("#setup-history-count")).to_have_text("1")
+
+        # A second change: the history lists both, newest first; the highlight follows the latest.
+        second = changed_setup()
+        second["carSetup"]["garageValues"]["VM_REAR_WING"].update(stringValue="P14", value=13)
+        await monitor.call("setup_data", setup_payload(session_id, second, seconds=300.0))
+        await expect(page.locator("#setup-history-count")).to_have_text("2")
+        await expect(balance).to_have_text("56.0:44.0")
+        await expect(page.locator('#setup-sheet td[data-key="VM_REAR_WING"]')).to_have_text("P13 → P14")
+        await page.locator("#setup-history-box summary").click()
+        entries = page.locator("#setup-history > li")
+        await expect(entries).to_have_count(2)
+        await expect(entries.nth(0)).to_contain_text("Rear wing: P13 → P14")
+        await expect(entries.nth(1)).to_contain_text("Brake balance: 55.0:45.0 → 56.0:44.0")
+        await page.locator("#setup-card").scroll_into_view_if_needed()
+        await tab.screenshot("dashboard-setup-change")
+        tab.assert_clean()
+
+
+async def test_rejoin_with_last_seq_fills_the_gap(server, clients):
+    monitor, session_id = await monitor_session(server, clients)
+    async with chromium() as browser:
+        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        page = tab.page
+        await connected(page)
+        before = await publish(monitor, stint(session_id, 1, 2))
+        await expect(field(page, "lap")).to_have_text("2")
+
+        await page.evaluate("() => window.racedash.socket.disconnect()")
+        await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "reconnecting")
+        missed = await publish(monitor, stint(session_id, 3, 5))
+        await expect(field(page, "lap")).to_have_text("2")
+
+        await page.evaluate("() => window.racedash.socket.connect()")
+        await connected(page)
+        await expect(field(page, "lap")).to_have_text("5")
+        after = await publish(monitor, stint(session_id, 6, 6))
+        await expect(field(page, "lap")).to_have_text("6")
+        seqs = await page.evaluate("() => window.racedash.store.frames.map(f => f.seq)")
+        assert seqs == before + missed + after  # every frame once, in order: no gap, no duplicate
+        await expect(field(page, "last_lap")).to_have_text("1:32.500")
+        tab.assert_clean()
+
+
+async def test_stale_data_warning(server, clients):
+    monitor, session_id = await monitor_session(server, clients)
+    async with chromium() as browser:
+        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        page = tab.page
+        await connected(page)
+        await publish(monitor, stint(session_id, 1, 1))
+        await expect(page.locator("#conn-badge")).to_have_text("connected")
+        await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "stale", timeout=15_000)
+        await expect(page.locator("#conn-badge")).to_contain_text("no data for")
+        await publish(monitor, stint(session_id, 2, 2))
+        await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "connected")
+        tab.assert_clean()
+
+
+async def test_time_shift_and_go_live(server, clients):
+    monitor, session_id = await monitor_session(server, clients)
+    async with chromium() as browser:
+        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        page = tab.page
+        await connected(page)
+        await publish(monitor, stint(session_id, 1, 4))
+        await expect(field(page, "lap")).to_have_text("4")
+        await expect(page.locator("#tp-time")).to_contain_text("LIVE")
+        await expect(page.locator("#tp-markers .marker")).to_have_count(3)
+
+        # Drag back to the middle of lap 2 (lap 1 is 90.5 s long).
+        await page.evaluate(
+            """() => { const s = document.getElementById('tp-scrub');
+                       s.value = '120'; s.dispatchEvent(new Event('input'));
+                       s.dispatchEvent(new Event('change')); }"""
+        )
+        await expect(field(page, "lap")).to_have_text("2")
+        await expect(field(page, "last_lap")).to_have_text("1:30.500")  # as it was then
+        await expect(page.locator("#tp-time")).to_have_text("3:42 behind live")
+        await expect(page.locator("#shift-badge")).to_be_visible()
+        await expect(page.locator("#shift-badge")).to_contain_text("TIME-SHIFT")
+        await expect(page.locator("#tp-live")).to_be_visible()
+        # Live data keeps coming in while looking back; the view stays put.
+        await publish(monitor, stint(session_id, 5, 5))
+        await expect(page.locator("#tp-markers .marker")).to_have_count(4)
+        await expect(field(page, "lap")).to_have_text("2")
+        await tab.screenshot("dashboard-time-shift")
+
+        await page.locator("#tp-lap").select_option("3")
+        await expect(field(page, "lap")).to_have_text("3")
+        await expect(field(page, "current_lap")).to_have_text("0:00.100")
+
+        await page.locator("#tp-live").click()
+        await expect(field(page, "lap")).to_have_text("5")
+        await expect(field(page, "last_lap")).to_have_text("1:32.000")
+        await expect(page.locator("#shift-badge")).to_be_hidden()
+        await expect(page.locator("#tp-live")).to_be_hidden()
+        tab.assert_clean()
+
+
+async def test_phone_layout_has_no_horizontal_scroll(server, clients):
+    monitor, session_id = await monitor_session(server, clients)
+    await monitor.call("setup_data", setup_payload(session_id))
+    await publish(monitor, stint(session_id, 1, 3))
+    await monitor.call("setup_data", setup_payload(session_id, changed_setup(), seconds=200.0))
+    async with chromium() as browser:
+        tab = await browser.open(f"{server.url}/dashboard/{session_id}", viewport=PHONE)
+        page = tab.page
+        await connected(page)
+        await expect(field(page, "lap")).to_have_text("3")
+        await expect(page.locator('#setup-sheet td[data-key="VM_BRAKE_BALANCE"]')).to_have_text("56.0:44.0")
+        await page.locator("#setup-show-all").check()  # the widest content: every setting
+        await expect(page.locator('#setup-sheet td[data-key="VM_GEAR_8"]')).to_have_text("N/A")
+        widths = await page.evaluate(
+            "() => [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]"
+        )
+        assert widths[0] <= widths[2] and widths[1] <= widths[2], widths
+        await page.locator("#setup-show-all").uncheck()
+        await tab.screenshot("dashboard-phone-full")
+        await page.evaluate("() => window.scrollTo(0, 0)")
+        await tab.screenshot("dashboard-phone", full_page=False)
+        tab.assert_clean()
+
+
+# While the server is down the browser logs its failed connection attempts.
+CONNECTION_REFUSED = ("WebSocket connection to", "ERR_CONNECTION_REFUSED", "Failed to load resource")
+
+
+async def test_recovers_after_server_restart_and_fills_the_gap(tmp_path, clients):
+    first = await ServerProcess(tmp_path / "recordings").start()
+    servers = [first]
+    try:
+        monitor, session_id = await monitor_session(first, clients)
+        await monitor.call("setup_data", setup_payload(session_id))
+        async with chromium() as browser:
+            tab = await browser.open(f"{first.url}/dashboard/{session_id}")
+            page = tab.page
+            await connected(page)
+            before = await publish(monitor, stint(session_id, 1, 2))
+            await expect(field(page, "lap")).to_have_text("2")
+
+            await monitor.close()
+            # A clean restart: with recordings the session resumes with its seq numbers,
+            # without them the server starts counting again; the page must cope with both.
+            assert await first.stop(signal.SIGTERM) == 0
+            await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "reconnecting")
+            await expect(page.locator("#conn-badge")).to_contain_text("reconnecting")
+            await tab.screenshot("dashboard-reconnecting", full_page=False)
+
+            # Same port, same session id: the monitor keeps publishing after the restart, and
+            # the frames sent before the page is back must reach it too.
+            second = await ServerProcess(tmp_path / "recordings", port=first.port).start()
+            servers.append(second)
+            monitor2 = Client(second.url)
+            clients.append(monitor2)
+            await monitor2.connect()
+            during = await publish(monitor2, stint(session_id, 3, 4))
+            await connected(page)
+            await expect(field(page, "lap")).to_have_text("4", timeout=20_000)
+            after = await publish(monitor2, stint(session_id, 5, 5))
+            await expect(field(page, "lap")).to_have_text("5")
+
+            frames = await page.evaluate("() => window.racedash.store.frames.map(f => [f.seq, f.telemetry.lap])")
+            laps = [lap for _seq, lap in frames]
+            assert laps == sorted(laps) and set(laps) == {1, 2, 3, 4, 5}
+            assert len(frames) == len(before) + len(during) + len(after)
+            # The setup is still shown (whether or not the new server could restore it).
+            await expect(page.locator('#setup-sheet td[data-key="VM_BRAKE_BALANCE"]')).to_have_text("55.0:45.0")
+            tab.assert_clean(allowed=CONNECTION_REFUSED)
+            await monitor2.close()  # before its server goes
+    finally:
+        for srv in servers:
+            await srv.stop()
+
+
+async def test_simulated_car_stint_with_setup_change(server, clients):
+    """The project's simulator publishes a stint; the page measures it like the model ran it."""
+    import asyncio
+    import uuid
+
+    from racedash.simulator import SimulatedMonitor, StintConfig, StintModel
+
+    session_id = str(uuid.uuid4())
+    model = StintModel(StintConfig(seed=11, laps=7))
+    monitor = SimulatedMonitor(
+        server.url, model, rate=10, speedup=150, session_id=session_id, announce=lambda _m: None
+    )
+    async with chromium() as browser:
+        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        page = tab.page
+        await connected(page)
+        run = asyncio.create_task(monitor.run())
+        try:
+            await asyncio.wait_for(asyncio.shield(run), 60)
+        finally:
+            if not run.done():
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+        completed = list(model.laps)
+        assert len(completed) == 7
+        await expect(field(page, "driver")).not_to_have_text("—")
+        await expect(field(page, "car")).to_have_text(model.car.name)
+        # The driver changed a setting mid-stint: highlighted old -> new.
+        await expect(page.locator("#setup-change")).to_be_visible()
+        await expect(page.locator("#setup-change li.change").first).to_contain_text("→")
+        await expect(page.locator("#setup-history-count")).not_to_have_text("0")
+        # Lap times measured from lap transitions match the model's own laps.
+        measured = await page.evaluate(
+            "() => window.racedash.tracker.laps.filter(l => l.time !== null).map(l => [l.lap, l.time])"
+        )
+        truth = {lap.number: lap.lap_time for lap in completed}
+        assert len(measured) >= 5
+        for number, time in measured:
+            assert time == pytest.approx(truth[number], abs=0.05), (number, time, truth[number])
+        best = min(truth[n] for n, _t in measured)
+        minutes, seconds = (await field(page, "best_lap").inner_text()).split(":")
+        assert int(minutes) * 60 + float(seconds) == pytest.approx(best, abs=0.05)
+        per_lap = await field(page, "fuel_per_lap").inner_text()
+        assert per_lap.endswith(" L") and 2.0 < float(per_lap.split()[0]) < 4.5
+        for corner in ("fl", "fr", "rl", "rr"):
+            await expect(field(page, f"temp_{corner}")).to_have_text(re.compile(r"^\d+ °C$"))
+        await tab.screenshot("dashboard-simulator")
+        tab.assert_clean()
