@@ -42,6 +42,8 @@ setup(
         "aiohttp==3.14.5",
     ],
     extras_require={
+        # benchmarks/ only: `loadgen --profile` / `suite --profile` record the server with py-spy.
+        "bench": ["py-spy==0.4.1"],
         "test": [
             "pytest==9.2.0",
             "pytest-tornasync==0.6.0.post2",

@@ -18,8 +18,9 @@ import tornado.websocket
 from racedash import paths
 from racedash.api import api_routes, team_only
 from racedash.auth import TeamAccess
-from racedash.broadcast import Broadcaster, SocketIOBroadcaster
+from racedash.broadcast import Broadcaster
 from racedash.config import Settings, SettingsError
+from racedash.fanout import make_broadcaster
 from racedash.history import HistoryOptions, SessionHistory
 from racedash.keys import derive, load_or_create_secret
 from racedash.limits import ConnectionLimits
@@ -138,7 +139,7 @@ def make_app(settings: Settings) -> Racedash:
         store.live_summaries = recorder.live_summaries
         recording_hooks = {"sink": recorder, "restore": recorder.restore}
     registry = SessionRegistry(token_for=rights.token_for, ring_size=settings.ring_frames, **recording_hooks)
-    broadcaster = SocketIOBroadcaster(sio)
+    broadcaster = make_broadcaster(sio, settings)
     status = ServerStatus(registry)
     if recorder is not None:
         recorder.problems = status.problems  # disk trouble shows on /healthz and the status page

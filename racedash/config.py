@@ -116,6 +116,22 @@ class Settings:
         True, "cache each recording's seek index in <session_id>.index.json beside it"
     )
 
+    # --- performance (issue 8; see docs/performance.md and benchmarks/README.md) ---
+    fast_fanout: bool = _setting(
+        True, "write each room frame, built once, straight to upgraded websockets (off: stock python-socketio emits)"
+    )
+    tcp_nodelay: bool = _setting(True, "set TCP_NODELAY on websocket connections (Nagle adds tens of ms to small frames)")
+    slow_consumer_max_bytes: int = _setting(
+        524_288, "unsent bytes a viewer may hold in the server before it only gets the latest state (fast fan-out)"
+    )
+    slow_consumer_disconnect_seconds: float = _setting(
+        120.0, "a viewer still over that bound after this long is disconnected (fast fan-out)"
+    )
+    gc_freeze: bool = _setting(True, "gc.freeze() after start-up: long-lived objects leave the collector's scans")
+    gc_thresholds: str = _setting(
+        "10000,10,10", "gc.set_threshold values (gen0,gen1,gen2), empty for Python's defaults (700,10,10)"
+    )
+
     # --- logging -------------------------------------------------------------
     log_level: str = _setting("INFO", "logging level")
 

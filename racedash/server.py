@@ -12,6 +12,7 @@ import tornado.netutil
 
 from racedash.app import Racedash, make_app
 from racedash.config import Settings
+from racedash.gctuning import tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[RacedashServer], None
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     server = await RacedashServer(settings).start()
+    tune_gc(freeze=settings.gc_freeze, thresholds=settings.gc_thresholds)
     try:
         if on_ready is not None:
             on_ready(server)

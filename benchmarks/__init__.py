@@ -1,0 +1,1 @@
+"""Load generator, baseline relay and the performance suite (not part of the test run)."""

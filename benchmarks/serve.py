@@ -1,0 +1,106 @@
+"""Run a server under test on 127.0.0.1 with a free port; print ``READY <port>``; stop on SIGTERM.
+
+    python -m benchmarks.serve racedash [--set NAME=VALUE ...]
+    python -m benchmarks.serve baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import gc
+import json
+import logging
+import os
+import resource
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tornado.httpserver
+import tornado.netutil
+
+
+class GcPauses:
+    """Records every collection (start time, generation, duration) via gc.callbacks."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, int, float]] = []
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append((time.time(), info["generation"], time.perf_counter() - self._start))
+
+    def dump(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.pauses, f)
+
+
+def raise_fd_limit() -> None:
+    """5,000 viewers need more descriptors than the usual soft limit of 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def _wait_for_sigterm() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+async def run_baseline() -> None:
+    from benchmarks.baseline_relay import make_relay
+
+    app, sio = make_relay()
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", backlog=1024)
+    http = tornado.httpserver.HTTPServer(app)
+    http.add_sockets(sockets)
+    print(f"READY {sockets[0].getsockname()[1]}", flush=True)
+    await _wait_for_sigterm()
+    http.stop()
+    await sio.shutdown()
+
+
+async def run_racedash(overrides: dict[str, str]) -> None:
+    from racedash.config import Settings, _coerce
+    from racedash.server import serve
+
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    with tempfile.TemporaryDirectory(prefix="racedash-bench-") as tmp:
+        changes = {name: _coerce(fields[name], raw) for name, raw in overrides.items()}
+        base = {"host": "127.0.0.1", "port": 0, "recordings_dir": Path(tmp), "log_level": "WARNING"}
+        settings = Settings(**{**base, **changes})
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # The production entry point: same start-up, GC tuning and SIGTERM handling.
+        await serve(settings, on_ready=lambda server: print(f"READY {server.port}", flush=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=["racedash", "baseline"])
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a racedash setting")
+    args = parser.parse_args(argv)
+    raise_fd_limit()
+    pauses = GcPauses()
+    if args.kind == "baseline":
+        asyncio.run(run_baseline())
+    else:
+        overrides = dict(item.split("=", 1) for item in args.set)
+        asyncio.run(run_racedash(overrides))
+    if os.environ.get("BENCH_GC_LOG"):
+        pauses.dump(os.environ["BENCH_GC_LOG"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

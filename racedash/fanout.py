@@ -1,0 +1,306 @@
+"""Fast room fan-out: build a frame once per room emit, write it straight to each viewer.
+
+Why: python-socketio encodes a room emit once but then pays, per recipient, an
+asyncio task, an engine.io queue put, a writer-task wake-up and Tornado's
+``write_message`` (which schedules one more task). On the benchmark machine
+that stack costs far more than the loopback ``send()`` itself. Here the
+Socket.IO packet (``42[...]``) and its websocket frame are built once per
+room emit and handed to each upgraded viewer's ``IOStream.write``.
+
+Ordering rule: a direct write is only made when it cannot overtake a frame
+engine.io still holds for that connection. Otherwise the packet goes the
+normal engine.io way (the socket's queue, drained by its writer task):
+
+* the connection is not (yet) an upgraded websocket, or is upgrading;
+* engine.io's queue for it has unfinished items (queued, or taken by the
+  writer but not yet passed to Tornado: ``Queue._unfinished_tasks`` counts
+  both, because the writer calls ``task_done`` before it writes, with no
+  suspension point between ``task_done`` and the writes);
+* the connection is closing.
+
+Every recipient of one emit is handled synchronously, in one pass, so two
+emits can never interleave on any connection.
+
+Slow consumers (documented in docs/performance.md): a viewer whose unsent
+bytes in the server (Tornado's write buffer) exceed ``max_pending_bytes``
+stops receiving frames; while it lags, only the latest frame of each event is
+kept for it (conflation). Once its buffer has drained below a quarter of the
+bound, the next room emit first sends it those latest frames, then continues
+live. A viewer still lagging after ``lag_disconnect_seconds`` is disconnected.
+
+This module relies on internals of the pinned versions in
+:data:`VERIFIED_VERSIONS`; tests/test_fanout.py fails loudly if an upgrade
+changes them, and at run time a version mismatch switches the direct path off
+(everything then goes through engine.io, still encoded once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable
+
+import engineio.packet
+import orjson
+import socketio
+import tornado.iostream
+import tornado.websocket
+
+log = logging.getLogger(__name__)
+
+VERIFIED_VERSIONS = {"python-socketio": "5.18.1", "python-engineio": "4.15.1", "tornado": "6.6.1"}
+
+_TEXT_FIN = 0x80 | 0x1  # FIN + text opcode
+
+
+def installed_versions() -> dict[str, str]:
+    return {name: metadata.version(name) for name in VERIFIED_VERSIONS}
+
+
+def versions_verified() -> bool:
+    return installed_versions() == VERIFIED_VERSIONS
+
+
+def encode_event(event: str, data: Any) -> bytes:
+    """The Engine.IO message carrying a Socket.IO EVENT on ``/``: ``42["event",data]``, UTF-8.
+
+    orjson is ~10x faster than json; it refuses integers beyond 64 bits, which
+    a JSON payload may carry, and then the standard encoder (python-socketio's
+    own) is used.
+    """
+    try:
+        body = orjson.dumps([event, data])
+    except TypeError:
+        body = json.dumps([event, data], separators=(",", ":")).encode()
+    return b"42" + body
+
+
+def websocket_frame(payload: bytes) -> bytes:
+    """An unmasked, unfragmented, uncompressed server text frame (RFC 6455 5.2)."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((_TEXT_FIN, n))
+    elif n <= 0xFFFF:
+        head = bytes((_TEXT_FIN, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((_TEXT_FIN, 127)) + n.to_bytes(8, "big")
+    return head + payload
+
+
+class _Frame:
+    """One encoded emit, with its wire forms built lazily and at most once."""
+
+    __slots__ = ("event", "payload", "_ws_frame", "_eio_packet")
+
+    def __init__(self, event: str, payload: bytes) -> None:
+        self.event = event
+        self.payload = payload
+        self._ws_frame: bytes | None = None
+        self._eio_packet: engineio.packet.Packet | None = None
+
+    @property
+    def ws_frame(self) -> bytes:
+        if self._ws_frame is None:
+            self._ws_frame = websocket_frame(self.payload)
+        return self._ws_frame
+
+    @property
+    def eio_packet(self) -> engineio.packet.Packet:
+        # The engine.io packet encodes itself to "4" + data, i.e. our payload.
+        if self._eio_packet is None:
+            self._eio_packet = engineio.packet.Packet(engineio.packet.MESSAGE, self.payload[1:].decode())
+        return self._eio_packet
+
+
+@dataclass
+class _Lag:
+    since: float
+    missed: dict[str, _Frame] = field(default_factory=dict)  # latest frame per event, oldest first
+
+
+@dataclass
+class FanoutStats:
+    """Counters, for tests and the status page: how frames left the server."""
+
+    direct: int = 0
+    fallback: int = 0
+    conflated: int = 0  # frames not sent to a lagging viewer (a newer one replaced them)
+    caught_up: int = 0  # lagging viewers brought back to the latest state
+    disconnected: int = 0  # lagging viewers disconnected after lag_disconnect_seconds
+
+
+class WebSocketHook:
+    """Wraps engine.io's Tornado websocket adapter for one server.
+
+    It keeps the Tornado handler of every websocket connection by engine.io
+    sid (the fan-out writes to it) and sets TCP_NODELAY: neither Tornado's
+    WebSocketHandler nor engine.io's Tornado driver does, and Nagle's
+    algorithm with delayed ACKs adds tens of milliseconds to small frames.
+    """
+
+    def __init__(self, eio: Any, *, nodelay: bool = True) -> None:
+        self.nodelay = nodelay
+        self.handlers: dict[str, tornado.websocket.WebSocketHandler] = {}
+        self.on_close: list[Callable[[str], None]] = []
+        base = eio._async["websocket"]
+        hook = self
+
+        class HookedWebSocket(base):  # type: ignore[misc, valid-type]
+            async def __call__(self, environ: dict) -> Any:
+                handler = environ["tornado.handler"]
+                if hook.nodelay:
+                    handler.set_nodelay(True)
+                # self.handler is the engine.io socket's bound _websocket_handler.
+                sid = self.handler.__self__.sid
+                hook.handlers[sid] = handler
+                try:
+                    return await super().__call__(environ)
+                finally:
+                    if hook.handlers.get(sid) is handler:
+                        del hook.handlers[sid]
+                    for callback in hook.on_close:
+                        callback(sid)
+
+        # engine.io keeps the driver table per module; give this server its own copy.
+        eio._async = dict(eio._async, websocket=HookedWebSocket)
+
+
+class FanoutBroadcaster:
+    """A :class:`racedash.broadcast.Broadcaster` with a direct write path (see module doc)."""
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        hook: WebSocketHook,
+        *,
+        fast_path: bool = True,
+        max_pending_bytes: int = 512 * 1024,
+        lag_disconnect_seconds: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+        namespace: str = "/",
+    ) -> None:
+        self._sio = sio
+        self._eio = sio.eio
+        self._hook = hook
+        self._namespace = namespace
+        self.fast_path = fast_path
+        if fast_path and not versions_verified():
+            log.warning(
+                "fast fan-out disabled: installed %s, verified %s", installed_versions(), VERIFIED_VERSIONS
+            )
+            self.fast_path = False
+        self.max_pending_bytes = max_pending_bytes
+        self._resume_bytes = max_pending_bytes // 4
+        self.lag_disconnect_seconds = lag_disconnect_seconds
+        self._clock = clock
+        self._lagging: dict[str, _Lag] = {}
+        self.stats = FanoutStats()
+        hook.on_close.append(self._forget)
+
+    def _forget(self, eio_sid: str) -> None:
+        self._lagging.pop(eio_sid, None)
+
+    # -- Broadcaster ------------------------------------------------------------------
+    async def to_room(self, room: str, event: str, data: Any) -> None:
+        self.send(room, event, data)
+
+    async def to_client(self, sid: str, event: str, data: Any) -> None:
+        self.send(sid, event, data)  # every client is in a room named after its sid
+
+    def send(self, room: str, event: str, data: Any) -> None:
+        """Deliver one event to every member of ``room``, synchronously (see module doc)."""
+        frame = _Frame(event, encode_event(event, data))
+        ns_rooms = self._sio.manager.rooms.get(self._namespace)
+        members = ns_rooms.get(room) if ns_rooms else None
+        if not members:
+            return
+        now = self._clock()
+        for eio_sid in list(members.values()):
+            self._deliver(eio_sid, frame, now)
+
+    # -- one recipient ----------------------------------------------------------------
+    def _deliver(self, eio_sid: str, frame: _Frame, now: float) -> None:
+        sock = self._eio.sockets.get(eio_sid)
+        if sock is None or sock.closing or sock.closed:
+            return
+        handler = self._hook.handlers.get(eio_sid)
+        conn = handler.ws_connection if handler is not None else None
+        if conn is not None:
+            if conn.is_closing():
+                return  # its stream is gone or going: engine.io is about to report the disconnect
+            pending = len(conn.stream._write_buffer)
+            lag = self._lagging.get(eio_sid)
+            if lag is not None:
+                if pending > self._resume_bytes:
+                    self._keep_latest(lag, frame)
+                    if now - lag.since >= self.lag_disconnect_seconds:
+                        self._disconnect(eio_sid, conn)
+                    return
+                # Drained: first the latest of what it missed, then live again.
+                del self._lagging[eio_sid]
+                self.stats.caught_up += 1
+                for missed in lag.missed.values():
+                    if missed.event != frame.event:
+                        self._write(sock, conn, missed)
+            elif pending > self.max_pending_bytes:
+                lag = self._lagging[eio_sid] = _Lag(since=now)
+                log.info("viewer %s is not reading (%d bytes unsent): conflating", eio_sid[:8], pending)
+                self._keep_latest(lag, frame)
+                return
+        self._write(sock, conn, frame)
+
+    def _write(self, sock: Any, conn: Any, frame: _Frame) -> None:
+        if (
+            self.fast_path
+            and conn is not None
+            and sock.upgraded
+            and not sock.upgrading
+            and sock.queue._unfinished_tasks == 0
+        ):
+            try:
+                if conn._compressor is None:
+                    conn.stream.write(frame.ws_frame)
+                else:
+                    # permessage-deflate (browsers ask for it): the compressor is per connection.
+                    data = conn._compressor.compress(frame.payload)
+                    conn._write_frame(True, 0x1, data, flags=conn.RSV1)
+                self.stats.direct += 1
+            except tornado.iostream.StreamClosedError:
+                pass  # the connection just went away; engine.io reports the disconnect
+            return
+        # The normal engine.io path: the socket's own queue, drained by its writer task.
+        # put_nowait instead of `await socket.send()` keeps the pass synchronous; the
+        # ping-timeout check send() would add is done by engine.io's service task too.
+        sock.queue.put_nowait(frame.eio_packet)
+        self.stats.fallback += 1
+
+    def _keep_latest(self, lag: _Lag, frame: _Frame) -> None:
+        if lag.missed.pop(frame.event, None) is not None:
+            self.stats.conflated += 1
+        lag.missed[frame.event] = frame
+
+    def _disconnect(self, eio_sid: str, conn: Any) -> None:
+        log.warning("viewer %s lagged for %.0f s: disconnected", eio_sid[:8], self.lag_disconnect_seconds)
+        self._lagging.pop(eio_sid, None)
+        self.stats.disconnected += 1
+        # Closing the stream frees its buffer at once; engine.io then sees the
+        # connection end and runs the normal disconnect handling.
+        conn.stream.close()
+
+
+def make_broadcaster(sio: socketio.AsyncServer, settings: Any) -> Any:
+    """The broadcaster ``settings`` ask for; installs the websocket hook (TCP_NODELAY) either way."""
+    from racedash.broadcast import SocketIOBroadcaster
+
+    hook = WebSocketHook(sio.eio, nodelay=settings.tcp_nodelay)
+    if not settings.fast_fanout:
+        return SocketIOBroadcaster(sio)
+    return FanoutBroadcaster(
+        sio,
+        hook,
+        max_pending_bytes=settings.slow_consumer_max_bytes,
+        lag_disconnect_seconds=settings.slow_consumer_disconnect_seconds,
+    )
