@@ -20,16 +20,14 @@ import gc
 import json
 import multiprocessing as mp
 import os
-import random
 import signal
 import socket
-import statistics
 import subprocess
 import tempfile
 import sys
 import time
 from array import array
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import socketio
 
@@ -71,3 +72,15 @@ class Client:
         http = self.sio.eio.http
         if http is not None and not http.closed:  # left open when the connect itself failed
             await http.close()
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it is truthy (condition-based waiting, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

@@ -8,9 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from racedash.recording.format import Header, decode_event, encode_event, encode_header
 from tests.helpers import sample_setup, sample_telemetry_payloads
@@ -62,16 +61,6 @@ def write_recording(path: Path, session_id: str, frames: int, *, t0: float = 1_7
         f.write(torn_tail)
 
 
-async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it is truthy (condition-based waiting, never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 def http_get(url: str, timeout: float = 5.0, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -151,4 +140,3 @@ class ServerProcess:
     def ensure_stopped(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.kill9()
-

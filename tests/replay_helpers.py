@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 
 from racedash.recording.format import Header, encode_event, encode_header
 
-from tests.helpers import sample_setup, sample_telemetry_payloads
+from tests.helpers import Client, sample_setup, sample_telemetry_payloads
 
 
 def team_headers(server) -> dict[str, str]:
@@ -172,3 +172,10 @@ __all__ = [
     "telemetry_frame",
     "write_recording",
 ]
+
+
+async def connect(server, clients, team: bool = True) -> Client:
+    """A Socket.IO client; ``team``: logged in (only the team may start replays of recordings)."""
+    client = Client(server.url)
+    clients.append(client)
+    return await client.connect(headers=team_headers(server) if team else {})

@@ -17,7 +17,6 @@ import base64
 import hashlib
 import inspect
 import os
-import re
 import socket
 import struct
 from pathlib import Path

@@ -11,7 +11,8 @@ from racedash.history import downsample
 from racedash.server import RacedashServer
 from racedash.sessions import Frame
 from tests.helpers import Client, sample_setup
-from tests.recording_support import setup_payload, telemetry, wait_until
+from tests.helpers import wait_until
+from tests.recording_support import setup_payload, telemetry
 
 
 @pytest.fixture

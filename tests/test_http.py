@@ -6,7 +6,7 @@ import uuid
 
 import orjson
 import pytest
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.httpclient import AsyncHTTPClient
 
 from tests.helpers import Client
 

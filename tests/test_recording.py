@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from pathlib import Path
@@ -14,10 +13,11 @@ from racedash.config import Settings, SettingsError
 from racedash.app import make_app
 from racedash.recording.store import CRASH_SEQ_GAP
 from racedash.recording.format import decode_event, decode_header, encode_event
-from racedash.recording.summary import load_summary, sidecar_path, write_sidecar
+from racedash.recording.summary import load_summary, sidecar_path
 from racedash.server import RacedashServer
 from racedash.sessions import Frame
 from tests.helpers import Client, sample_setup
+from tests.helpers import wait_until
 from tests.recording_support import (
     api,
     fetch,
@@ -26,7 +26,6 @@ from tests.recording_support import (
     recorded_seqs,
     setup_payload,
     telemetry,
-    wait_until,
     write_recording,
 )
 

@@ -15,7 +15,8 @@ from racedash.recording.reader import find_offset, good_end, iter_events, tail_e
 from racedash.recording.store import RecordingStore
 from racedash.recording.summary import facts_of, load_summary, sidecar_path
 from racedash.recording.writer import RecordingWriter, WriterOptions
-from tests.recording_support import recorded_seqs, wait_until, write_recording
+from tests.helpers import wait_until
+from tests.recording_support import recorded_seqs, write_recording
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 
 from racedash.config import Settings
 from racedash.server import RacedashServer
-from tests.helpers import Client
-from tests.replay_helpers import new_recording, team_headers
+from tests.helpers import Client, wait_until
+from tests.replay_helpers import connect, new_recording, team_headers
 
 
 @pytest.fixture
@@ -22,21 +22,6 @@ def settings(tmp_path) -> Settings:
         replay_idle_seconds=0.4,
         replay_state_interval=0.1,
     )
-
-
-async def connect(server, clients, team: bool = True) -> Client:
-    """A Socket.IO client; ``team``: logged in (only the team may start replays of recordings)."""
-    client = Client(server.url)
-    clients.append(client)
-    return await client.connect(headers=team_headers(server) if team else {})
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def test_idle_replay_stops_and_frees_its_resources(server, clients, settings):

@@ -13,7 +13,7 @@ import tornado.httpclient
 from racedash.config import Settings
 from racedash.recording.format import encode_event
 from tests.helpers import Client
-from tests.replay_helpers import assert_state_first, bearer, new_recording, stint, team_headers, telemetry_frame, write_recording
+from tests.replay_helpers import connect, assert_state_first, bearer, new_recording, stint, telemetry_frame, write_recording
 
 
 @pytest.fixture
@@ -27,13 +27,6 @@ def settings(tmp_path) -> Settings:
         replay_history_seconds=5.0,
         replay_history_frames=1000,
     )
-
-
-async def connect(server, clients, team: bool = True) -> Client:
-    """A Socket.IO client; ``team``: logged in (only the team may start replays of recordings)."""
-    client = Client(server.url)
-    clients.append(client)
-    return await client.connect(headers=team_headers(server) if team else {})
 
 
 async def http(server, method: str, path: str, body: object = None, team: bool = True) -> tuple[int, dict]:

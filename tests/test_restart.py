@@ -10,13 +10,13 @@ import socketio
 from racedash.recording.format import decode_event
 from racedash.recording.store import CRASH_SEQ_GAP
 from tests.helpers import sample_setup
+from tests.helpers import wait_until
 from tests.recording_support import (
     ServerProcess,
     read_lines,
     recorded_seqs,
     setup_payload,
     telemetry,
-    wait_until,
 )
 
 pytestmark = pytest.mark.slow

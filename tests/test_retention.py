@@ -11,7 +11,8 @@ from racedash.recording.retention import RetentionPolicy, plan
 from racedash.recording.summary import load_summary, sidecar_path, write_sidecar
 from racedash.server import RacedashServer
 from tests.helpers import Client
-from tests.recording_support import recorded_seqs, setup_payload, telemetry, wait_until, write_recording
+from tests.helpers import wait_until
+from tests.recording_support import recorded_seqs, setup_payload, telemetry, write_recording
 
 DAY = 86400.0
 

@@ -19,7 +19,7 @@ from racedash.simulator.runner import simulate
 from racedash.simulator.setup_sheet import SetupSheet
 from racedash.simulator.summary import stint_table
 from racedash.validation import Validators
-from tests.helpers import Client, sample_setup, sample_telemetry_payloads
+from tests.helpers import Client, sample_setup, sample_telemetry_payloads, wait_until
 from tests.procs import REPO
 from tests.recording_support import recorded_events
 
@@ -279,14 +279,6 @@ def test_options_are_checked():
 def monitor_for(url: str, *, seed: int = SEED, speedup: float = 20.0, rate: float = 20.0, **kwargs) -> SimulatedMonitor:
     config = StintConfig(seed=seed, garage_s=1.0, time_scale=speedup)
     return SimulatedMonitor(url, StintModel(config), rate=rate, speedup=speedup, announce=lambda m: None, **kwargs)
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def test_publisher_delivers_setup_and_telemetry_to_a_viewer(server, clients):
