@@ -2,7 +2,8 @@
 
 Joining with ``last_seq`` sends exactly the frames after it (from the
 session's in-memory ring, or from the recording when the ring no longer
-reaches back). Joining without it sends the current setup, a
+reaches back). Joining without it sends the session's setups (oldest first; the last is
+the current one), a
 ``telemetry_history`` event (the session's recent telemetry, downsampled
 when long) and the latest telemetry. Either way the viewer enters the
 session's room only once nothing newer is left to send, in the same step
@@ -78,10 +79,11 @@ class SessionHistory:
         history = 0
         if missed is None:
             upto = session.next_seq - 1
-            setup, telemetry = session.setup, session.telemetry
+            telemetry = session.telemetry
             points = await self.history_payload(session, upto)
-            if setup is not None:
-                await send(*frame_event(session.id, setup))
+            # Every setup so far, oldest first, so the page can list each change.
+            for setup_frame in list(session.setups):
+                await send(*frame_event(session.id, setup_frame))
             if points["frames"]:
                 history = len(points["frames"])
                 await send("telemetry_history", points)

@@ -28,6 +28,7 @@ from racedash.ids import new_session_id, new_token
 log = logging.getLogger(__name__)
 
 SETUP = "setup"
+SETUP_HISTORY = 50
 TELEMETRY = "telemetry"
 
 
@@ -82,6 +83,9 @@ class Session:
     viewer_sids: set[str] = field(default_factory=set)
     recent: deque[Frame] = field(default_factory=lambda: deque(maxlen=1200))
     last_publish_monotonic: float = field(default_factory=time.monotonic)
+    # Every setup of this session (bounded), oldest first: a joining dashboard
+    # is sent them all so it can list each setup change of the session.
+    setups: deque[Frame] = field(default_factory=lambda: deque(maxlen=SETUP_HISTORY))
     # Set while a joining viewer is brought level with the live stream
     # (racedash.history): publishers wait in take_up() until it is resolved.
     hold: asyncio.Future[None] | None = None
@@ -181,6 +185,8 @@ class SessionRegistry:
         if restored is not None:
             session.next_seq = restored.next_seq
             session.setup = restored.setup
+            if restored.setup is not None:
+                session.setups.append(restored.setup)
             session.telemetry = restored.telemetry
             session.recent.extend(restored.recent)
         self._sessions[session_id] = session
@@ -206,6 +212,7 @@ class SessionRegistry:
         session.next_seq += 1
         if kind == SETUP:
             session.setup = frame
+            session.setups.append(frame)
         else:
             session.telemetry = frame
         session.recent.append(frame)

@@ -85,6 +85,21 @@ async def test_join_gets_current_setup_and_latest_telemetry(server, clients):
     assert viewer.events["telemetry_update"][0]["telemetry"]["lap"] == 3
 
 
+async def test_join_gets_every_setup_of_the_session_oldest_first(server, clients):
+    monitor, session_id, _ = await new_session(server, clients)
+    first = setup_payload(session_id)
+    second = {**setup_payload(session_id), "timestamp": "2025-11-22T17:30:00.000000Z"}
+    second["setup"]["carSetup"]["garageValues"]["VM_BRAKE_BALANCE"]["value"] = 99
+    await monitor.call("setup_data", first)
+    await monitor.call("telemetry_update", telemetry(session_id))
+    await monitor.call("setup_data", second)
+    viewer = await connect(server, clients)
+    await viewer.call("join_session", {"session_id": session_id})
+    setups = await viewer.wait_for("setup_update", 2)
+    assert [s["seq"] for s in setups] == [1, 3]
+    assert setups[-1]["setup"]["carSetup"]["garageValues"]["VM_BRAKE_BALANCE"]["value"] == 99
+
+
 async def test_two_sessions_never_leak(server, clients):
     monitor_a, id_a, _ = await new_session(server, clients)
     monitor_b, id_b, _ = await new_session(server, clients)

@@ -151,6 +151,13 @@ async def test_setup_change_is_highlighted_old_to_new(server, clients):
         await tab.screenshot("dashboard-setup-change")
         tab.assert_clean()
 
+        # Somebody opening the dashboard later still sees every change of the session.
+        late = await browser.open(f"{server.url}/dashboard/{session_id}")
+        await connected(late.page)
+        await expect(late.page.locator("#setup-history-count")).to_have_text("2")
+        await expect(late.page.locator('#setup-sheet td[data-key="VM_REAR_WING"]')).to_have_text("P13 → P14")
+        late.assert_clean()
+
 
 async def test_rejoin_with_last_seq_fills_the_gap(server, clients):
     monitor, session_id = await monitor_session(server, clients)
