@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,6 @@ def write_recording(path: Path, session_id: str, frames: int, *, t0: float = 1_7
 
 
 def http_get(url: str, timeout: float = 5.0, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
-    import urllib.error
 
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
