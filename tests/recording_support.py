@@ -63,10 +63,7 @@ def write_recording(path: Path, session_id: str, frames: int, *, t0: float = 1_7
         f.write(torn_tail)
 
 
-
-
 def http_get(url: str, timeout: float = 5.0, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
-
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
