@@ -45,11 +45,6 @@ class InvalidSessionId(RacedashError):
     code = "invalid_session_id"
 
 
-class UnknownSession(RacedashError):
-    code = "unknown_session"
-    http_status = 404
-
-
 class NotPublisher(RacedashError):
     """The connection has no right to publish into this session."""
 

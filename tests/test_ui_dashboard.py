@@ -250,7 +250,8 @@ async def test_phone_layout_has_no_horizontal_scroll(server, clients):
         page = tab.page
         await connected(page)
         await expect(field(page, "lap")).to_have_text("3")
-        await expect(page.locator('#setup-sheet td[data-key="VM_BRAKE_BALANCE"]')).to_have_text("56.0:44.0")
+        # Opened after the change: the join brings both setups, so the change shows (the widest cell).
+        await expect(page.locator('#setup-sheet td[data-key="VM_BRAKE_BALANCE"]')).to_have_text("55.0:45.0 → 56.0:44.0")
         await page.locator("#setup-show-all").check()  # the widest content: every setting
         await expect(page.locator('#setup-sheet td[data-key="VM_GEAR_8"]')).to_have_text("N/A")
         widths = await page.evaluate(
