@@ -84,6 +84,18 @@ async def test_recordings_list_shows_recordings_made_in_the_test(server, clients
 
         phone = await browser.open(login_url(server), viewport=PHONE)
         await expect(phone.page.locator("#rec-body tr")).to_have_count(2)
+        # On a phone the table is cards without headers: the Sort select sorts instead.
+        phone_rows = phone.page.locator("#rec-body tr")
+        await phone.page.locator("#rec-sort").select_option("track:asc")
+        await expect(phone_rows.first).to_have_attribute("data-session-id", imola)
+        await phone.page.locator("#rec-sort").select_option("first_time:desc")
+        await expect(phone_rows.first).to_have_attribute("data-session-id", spa)
+        await phone.page.locator("#rec-sort").select_option("laps:desc")
+        await expect(phone_rows.first).to_have_attribute("data-session-id", imola)
+        await phone.page.locator("#rec-sort").select_option("track:asc")
+        await phone.page.locator("#rec-filter").fill("spa")
+        await expect(phone_rows).to_have_count(1)
+        await phone.page.locator("#rec-filter").fill("")
         widths = await phone.page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
         assert widths[0] <= widths[1], widths
         await phone.screenshot("recordings-phone")

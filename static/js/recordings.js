@@ -121,14 +121,28 @@ async function load() {
   }
 }
 
+// The column headers sort on a laptop; the select also works on a phone, where the table is cards.
+function syncSortSelect() {
+  const value = `${view.sortKey}:${view.descending ? "desc" : "asc"}`;
+  const select = $("rec-sort");
+  if ([...select.options].some((o) => o.value === value)) select.value = value;
+}
+
 for (const button of document.querySelectorAll("#rec-table button[data-sort]")) {
   button.addEventListener("click", () => {
     const key = button.dataset.sort;
     view.descending = view.sortKey === key ? !view.descending : key === "first_time";
     view.sortKey = key;
+    syncSortSelect();
     render();
   });
 }
+$("rec-sort").addEventListener("change", () => {
+  const [key, direction] = $("rec-sort").value.split(":");
+  view.sortKey = key;
+  view.descending = direction === "desc";
+  render();
+});
 $("rec-filter").addEventListener("input", render);
 $("rec-status").addEventListener("change", render);
 load();
