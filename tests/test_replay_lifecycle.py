@@ -13,11 +13,9 @@ from tests.replay_helpers import connect, new_recording, team_headers
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(
-        host="127.0.0.1",
-        port=0,
-        recordings_dir=tmp_path / "recordings",
+def settings(settings: Settings) -> Settings:
+    """The suite's loopback settings, with this file's replay timings."""
+    return settings.replace(
         replay_max_concurrent=2,
         replay_idle_seconds=0.4,
         replay_state_interval=0.1,

@@ -13,11 +13,9 @@ from tests.replay_helpers import assert_state_first, team_headers
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(
-        host="127.0.0.1",
-        port=0,
-        recordings_dir=tmp_path / "recordings",
+def settings(settings: Settings) -> Settings:
+    """The suite's loopback settings, with this file's replay timings."""
+    return settings.replace(
         replay_state_interval=0.2,
         # A 10 s window in 1000 buckets of 10 ms: every frame of these stints is kept.
         replay_history_seconds=10.0,

@@ -17,11 +17,9 @@ from tests.replay_helpers import connect, assert_state_first, bearer, new_record
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(
-        host="127.0.0.1",
-        port=0,
-        recordings_dir=tmp_path / "recordings",
+def settings(settings: Settings) -> Settings:
+    """The suite's loopback settings, with this file's replay timings."""
+    return settings.replace(
         replay_state_interval=0.2,
         replay_max_concurrent=3,
         replay_history_seconds=5.0,
