@@ -18,6 +18,21 @@ from tests.helpers import sample_setup, sample_telemetry_payloads
 from tests.procs import REPO, ServerProcess, close_sync_client
 
 
+@pytest.fixture
+def spawned():
+    """Server processes a test started; killed at teardown even when the test fails early."""
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        server.kill()
+
+
+def spawn(spawned: list, *args: str, **kwargs) -> ServerProcess:
+    server = ServerProcess(*args, **kwargs)
+    spawned.append(server)
+    return server.start()
+
+
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "racedash", *args],
@@ -56,8 +71,8 @@ def test_bad_setting_is_a_clean_cli_error(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_shuts_down_cleanly_with_connected_clients(tmp_path, sig):
-    server = ServerProcess("--recordings-dir", str(tmp_path)).start()
+def test_signal_shuts_down_cleanly_with_connected_clients(tmp_path, sig, spawned):
+    server = spawn(spawned, "--recordings-dir", str(tmp_path))
     client = socketio.Client(reconnection=False)
     disconnected = threading.Event()
     client.on("disconnect", lambda *a: disconnected.set())
@@ -73,8 +88,8 @@ def test_signal_shuts_down_cleanly_with_connected_clients(tmp_path, sig):
 
 
 @pytest.mark.slow
-def test_port_in_use_is_a_clean_error(tmp_path):
-    server = ServerProcess("--recordings-dir", str(tmp_path)).start()
+def test_port_in_use_is_a_clean_error(tmp_path, spawned):
+    server = spawn(spawned, "--recordings-dir", str(tmp_path))
     try:
         result = run_cli("serve", "--host", "127.0.0.1", "--port", str(server.port))
     finally:
@@ -84,8 +99,9 @@ def test_port_in_use_is_a_clean_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_env_var_configures_the_server(tmp_path):
+def test_env_var_configures_the_server(tmp_path, spawned):
     server = ServerProcess(env={"RACEDASH_MAX_MESSAGE_BYTES": "2048", "RACEDASH_RECORDINGS_DIR": str(tmp_path)})
+    spawned.append(server)
     server.args = ["serve", "--host", "127.0.0.1"]
     server.env["RACEDASH_PORT"] = str(server.port)
     server.start()
@@ -105,9 +121,9 @@ def test_env_var_configures_the_server(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_monitor_behaviour_is_served(tmp_path):
+def test_real_monitor_behaviour_is_served(tmp_path, spawned):
     """Exactly what the monitor does: plain sync client, `{}` id request, no acks, ISO Z timestamps."""
-    server = ServerProcess("--recordings-dir", str(tmp_path)).start()
+    server = spawn(spawned, "--recordings-dir", str(tmp_path))
     monitor = socketio.Client()
     viewer = socketio.Client()
     assigned: list[dict] = []
@@ -152,13 +168,13 @@ def test_real_monitor_behaviour_is_served(tmp_path):
 
 
 @pytest.mark.slow
-def test_publish_token_command_matches_the_server(tmp_path):
+def test_publish_token_command_matches_the_server(tmp_path, spawned):
     """Token mode with a fixed-id monitor: the operator prints the token and the monitor uses it."""
     fixed = str(uuid.uuid4())
     result = run_cli("publish-token", fixed, "--recordings-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
-    server = ServerProcess("--recordings-dir", str(tmp_path), "--publish-auth", "token").start()
+    server = spawn(spawned, "--recordings-dir", str(tmp_path), "--publish-auth", "token")
     client = socketio.Client(reconnection=False)
     try:
         client.connect(server.url, transports=["websocket"], auth={"publish_token": token})

@@ -131,13 +131,16 @@ def fuzz_target(tmp_path_factory):
         env={"RACEDASH_EVENTS_PER_SECOND": "1000000", "RACEDASH_EVENT_BURST": "1000000",
              "RACEDASH_SESSIONS_PER_CONNECTION": "1000000", "RACEDASH_LOG_LEVEL": "ERROR"},
     ).start()
-    good = GoodSession(server.url)
-    attacker = socketio.Client(reconnection=False)
-    attacker.connect(server.url, transports=["websocket"])
-    yield server, good, attacker, recordings
-    close_sync_client(attacker)
-    good.stop()
-    server.stop()
+    try:
+        good = GoodSession(server.url)
+        attacker = socketio.Client(reconnection=False)
+        attacker.connect(server.url, transports=["websocket"])
+        yield server, good, attacker, recordings
+        close_sync_client(attacker)
+        good.stop()
+        server.stop()
+    finally:
+        server.kill()  # a no-op after a clean stop; never leave a server behind
 
 
 @pytest.mark.slow
