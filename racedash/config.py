@@ -95,7 +95,7 @@ class Settings:
     event_burst: float = _setting(200.0, "events one connection may send in a burst")
     sessions_per_connection: int = _setting(16, "sessions one connection may create or publish")
     viewers_per_session: int = _setting(2000, "viewers one session may have")
-    max_setup_bytes: int = _setting(524_288, "largest setup accepted (encoded JSON bytes)")
+    max_setup_bytes: int = _setting(524_288, "largest setup_data payload accepted (encoded JSON bytes)")
 
     # --- replay (racedash/replay) ------------------------------------------------
     replay_max_concurrent: int = _setting(16, "most replays running at once; one more is refused")

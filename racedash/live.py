@@ -14,7 +14,6 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 import socketio
 
-import orjson
 
 from racedash.broadcast import Broadcaster
 from racedash.ids import new_session_id
@@ -23,7 +22,7 @@ from racedash.history import HistoryOptions, SessionHistory
 from racedash.limits import ConnectionLimits
 from racedash.rights import PublishRights
 from racedash.sessions import SETUP, TELEMETRY, Frame, Session, SessionRegistry, frame_event
-from racedash.validation import Validators
+from racedash.validation import Validators, recordable_json
 
 log = logging.getLogger(__name__)
 
@@ -149,23 +148,22 @@ class LiveNamespace(socketio.AsyncNamespace):
         return {"ok": True, **assigned}
 
     async def setup_data(self, sid: str, payload: Any) -> dict:
-        payload = self.validators.setup_data(payload)
-        if len(orjson.dumps(payload["setup"])) > self.max_setup_bytes:
-            raise LimitExceeded(f"setup larger than {self.max_setup_bytes} bytes")
-        return await self._publish(sid, SETUP, payload)
+        return await self._publish(sid, SETUP, self.validators.setup_data(payload), self.max_setup_bytes)
 
     async def telemetry_update(self, sid: str, payload: Any) -> dict:
-        payload = self.validators.telemetry_update(payload)
-        return await self._publish(sid, TELEMETRY, payload)
+        return await self._publish(sid, TELEMETRY, self.validators.telemetry_update(payload))
 
-    async def _publish(self, sid: str, kind: str, payload: dict) -> dict:
+    async def _publish(self, sid: str, kind: str, payload: dict, max_bytes: int | None = None) -> dict:
+        # Never recorded: whoever can read a recording must not be able to publish.
+        token = payload.pop("publish_token", None) or self._auth_tokens.get(sid)
+        data_json = recordable_json(payload, f"{kind} event")
+        if max_bytes is not None and len(data_json) > max_bytes:
+            raise LimitExceeded(f"{kind} larger than {max_bytes} bytes")
         session_id = self.validators.session_id_of(payload)
         self.limits.check_new_session(sid, session_id)
         session = await self.registry.take_up(session_id)
-        # Never recorded: whoever can read a recording must not be able to publish.
-        token = payload.pop("publish_token", None) or self._auth_tokens.get(sid)
         self.rights.check(session, sid, token)
-        frame = self.registry.publish(session, kind, payload, sid)
+        frame = self.registry.publish(session, kind, payload, sid, data_json)
         event, data = frame_event(session.id, frame)
         await self.broadcaster.to_room(session.id, event, data)
         return {"ok": True, "seq": frame.seq}

@@ -40,6 +40,8 @@ class Frame:
     kind: str
     received: float  # server receive time, epoch seconds
     payload: dict
+    # The payload as JSON when the live path already encoded it (recorded as is).
+    data_json: bytes | None = None
 
 
 class FrameSink(Protocol):
@@ -206,9 +208,11 @@ class SessionRegistry:
         ]
 
     # -- publishing -----------------------------------------------------------
-    def publish(self, session: Session, kind: str, payload: dict, sid: str | None) -> Frame:
+    def publish(
+        self, session: Session, kind: str, payload: dict, sid: str | None, data_json: bytes | None = None
+    ) -> Frame:
         """Stamp, keep and hand on one frame. Synchronous on purpose (see module doc)."""
-        frame = Frame(seq=session.next_seq, kind=kind, received=self._clock(), payload=payload)
+        frame = Frame(seq=session.next_seq, kind=kind, received=self._clock(), payload=payload, data_json=data_json)
         session.next_seq += 1
         if kind == SETUP:
             session.setup = frame

@@ -99,13 +99,19 @@ class PayloadValidator:
                 raise MissingField(f"{self.event}: {exc.message.replace('data', 'payload', 1)}") from None
             raise WrongType(f"{self.event}: {field or 'payload'} {_rule_text(exc)}") from None
         _check_finite(payload, self.event)
-        try:
-            # What orjson cannot encode (integers beyond 64 bits, lone UTF-16
-            # surrogates) could not be recorded: refuse it before it is stamped.
-            orjson.dumps(payload)
-        except orjson.JSONEncodeError as exc:
-            raise InvalidPayload(f"{self.event}: payload cannot be recorded as JSON ({exc})") from None
         return payload
+
+
+def recordable_json(payload: dict, event: str) -> bytes:
+    """The payload as the JSON its recording line will hold, encoded once per frame.
+
+    What orjson cannot encode (integers beyond 64 bits, lone UTF-16
+    surrogates) could not be recorded: it is refused before it is stamped.
+    """
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidPayload(f"{event}: payload cannot be recorded as JSON ({exc})") from None
 
 
 def _rule_text(exc: fastjsonschema.JsonSchemaValueException) -> str:

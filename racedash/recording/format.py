@@ -52,7 +52,14 @@ def encode_header(header: Header) -> bytes:
 
 def encode_event(t: float, seq: int, kind: str, data: Any) -> bytes:
     """One event line, newline included. Raises orjson.JSONEncodeError for unencodable data."""
-    return orjson.dumps({"t": t, "seq": seq, "kind": kind, "data": data}, option=orjson.OPT_APPEND_NEWLINE)
+    return encode_event_json(t, seq, kind, orjson.dumps(data))
+
+
+def encode_event_json(t: float, seq: int, kind: str, data_json: bytes) -> bytes:
+    """One event line around ``data`` already encoded as JSON (the live path encodes a payload once)."""
+    return b"".join(
+        (b'{"t":', orjson.dumps(t), b',"seq":', b"%d" % seq, b',"kind":', orjson.dumps(kind), b',"data":', data_json, b"}\n")
+    )
 
 
 def decode_header(line: bytes) -> Header:

@@ -17,7 +17,7 @@ from typing import MutableMapping
 import orjson
 
 from racedash.ids import parse_session_id
-from racedash.recording.format import encode_event
+from racedash.recording.format import encode_event, encode_event_json
 from racedash.recording.store import RecordingStore
 from racedash.recording.summary import Summary, facts_of
 from racedash.recording.writer import RecordingWriter, WriterOptions
@@ -60,7 +60,10 @@ class Recorder:
     # -- FrameSink ------------------------------------------------------------------
     def append(self, session_id: str, frame: Frame) -> None:
         try:
-            line = encode_event(frame.received, frame.seq, frame.kind, frame.payload)
+            if frame.data_json is not None:
+                line = encode_event_json(frame.received, frame.seq, frame.kind, frame.data_json)
+            else:
+                line = encode_event(frame.received, frame.seq, frame.kind, frame.payload)
         except (orjson.JSONEncodeError, TypeError) as exc:
             # e.g. an integer beyond 64 bits: broadcast it, but it cannot be recorded.
             self.unencodable += 1
