@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import socketio
 import tornado.web
-import tornado.websocket
 
 from racedash import paths
 from racedash.api import api_routes, team_only
@@ -25,6 +24,7 @@ from racedash.history import HistoryOptions, SessionHistory
 from racedash.keys import derive, load_or_create_secret
 from racedash.limits import ConnectionLimits
 from racedash.live import LiveNamespace
+from racedash.packets import FastJsonPacket
 from racedash.recording.recorder import Recorder
 from racedash.recording.retention import Retention, RetentionPolicy
 from racedash.recording.store import RecordingStore
@@ -35,6 +35,7 @@ from racedash.replay.manager import ReplayManager
 from racedash.replay.player import ReplayOptions
 from racedash.rights import PublishRights
 from racedash.sessions import SessionRegistry
+from racedash.transport import socketio_handler
 from racedash.validation import Validators
 from racedash.web import (
     DashboardHandler,
@@ -128,6 +129,7 @@ def make_app(settings: Settings) -> Racedash:
         cors_allowed_origins=_cors_origins(settings),
         logger=False,
         engineio_logger=False,
+        serializer=FastJsonPacket,
     )
     secret = load_or_create_secret(settings.secret, settings.recordings_dir)
     rights = PublishRights(derive(secret, "publish-token"), settings.publish_auth)
@@ -192,7 +194,7 @@ def make_app(settings: Settings) -> Racedash:
             (r"/recordings", RecordingsPageHandler, {"access": access}),
             *api_routes(store, access=team_only(access)),
             *replay_routes(replays, access, settings.public_url),
-            (r"/socket.io/", _socketio_handler(sio, _cors_origins(settings))),
+            (r"/socket.io/", socketio_handler(sio, _cors_origins(settings))),
         ],
         template_path=str(paths.templates_dir()),
         static_path=str(paths.static_dir()),
@@ -235,27 +237,6 @@ def _writer_options(settings: Settings) -> WriterOptions:
         max_pending_bytes=int(settings.recording_max_pending_mb * 1024 * 1024),
         summary_seconds=settings.recording_summary_seconds,
     )
-
-
-def _socketio_handler(sio: socketio.AsyncServer, origins: list[str] | None) -> type:
-    base = socketio.get_tornado_handler(sio)
-
-    class SocketIOHandler(base):  # type: ignore[misc, valid-type]
-        def check_origin(self, origin: str) -> bool:
-            # engine.io's Tornado driver accepts any origin on the WebSocket
-            # handshake when none are configured and refuses only after the
-            # upgrade, leaving the client hanging: refuse at the handshake.
-            if origins is not None:
-                return origin in origins
-            return tornado.websocket.WebSocketHandler.check_origin(self, origin)
-
-        def check_xsrf_cookie(self) -> None:
-            # Engine.IO's polling POSTs carry no XSRF token; CSRF does not
-            # apply: they act only on the session the handshake opened, and
-            # cross-origin handshakes are refused by the CORS setting.
-            return None
-
-    return SocketIOHandler
 
 
 def make_replays(settings: Settings, broadcaster: Broadcaster, registry: SessionRegistry) -> ReplayManager:

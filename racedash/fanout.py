@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import zlib
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable
@@ -47,13 +48,15 @@ import engineio.packet
 import orjson
 import socketio
 import tornado.iostream
-import tornado.websocket
+
+from racedash.transport import WebSocketHook
 
 log = logging.getLogger(__name__)
 
 VERIFIED_VERSIONS = {"python-socketio": "5.18.1", "python-engineio": "4.15.1", "tornado": "6.6.1"}
 
 _TEXT_FIN = 0x80 | 0x1  # FIN + text opcode
+_RSV1 = 0x40  # permessage-deflate: the payload is compressed
 
 
 def installed_versions() -> dict[str, str]:
@@ -78,27 +81,35 @@ def encode_event(event: str, data: Any) -> bytes:
     return b"42" + body
 
 
-def websocket_frame(payload: bytes) -> bytes:
-    """An unmasked, unfragmented, uncompressed server text frame (RFC 6455 5.2)."""
+def websocket_frame(payload: bytes, first_byte: int = _TEXT_FIN) -> bytes:
+    """An unmasked, unfragmented server text frame (RFC 6455 5.2)."""
     n = len(payload)
     if n < 126:
-        head = bytes((_TEXT_FIN, n))
+        head = bytes((first_byte, n))
     elif n <= 0xFFFF:
-        head = bytes((_TEXT_FIN, 126)) + n.to_bytes(2, "big")
+        head = bytes((first_byte, 126)) + n.to_bytes(2, "big")
     else:
-        head = bytes((_TEXT_FIN, 127)) + n.to_bytes(8, "big")
+        head = bytes((first_byte, 127)) + n.to_bytes(8, "big")
     return head + payload
+
+
+def deflate_message(payload: bytes, wbits: int, level: int, mem_level: int) -> bytes:
+    """One message compressed on its own (no context takeover, RFC 7692 7.2.1)."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -wbits, mem_level)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return data[:-4]  # drop the 00 00 ff ff tail, as the RFC asks
 
 
 class _Frame:
     """One encoded emit, with its wire forms built lazily and at most once."""
 
-    __slots__ = ("event", "payload", "_ws_frame", "_eio_packet")
+    __slots__ = ("event", "payload", "_ws_frame", "_deflated", "_eio_packet")
 
     def __init__(self, event: str, payload: bytes) -> None:
         self.event = event
         self.payload = payload
         self._ws_frame: bytes | None = None
+        self._deflated: dict[tuple[int, int, int], bytes] | None = None
         self._eio_packet: engineio.packet.Packet | None = None
 
     @property
@@ -106,6 +117,16 @@ class _Frame:
         if self._ws_frame is None:
             self._ws_frame = websocket_frame(self.payload)
         return self._ws_frame
+
+    def deflated_ws_frame(self, compressor: Any) -> bytes:
+        """The compressed frame for connections whose compressor has these parameters."""
+        key = (compressor._max_wbits, compressor._compression_level, compressor._mem_level)
+        if self._deflated is None:
+            self._deflated = {}
+        frame = self._deflated.get(key)
+        if frame is None:
+            frame = self._deflated[key] = websocket_frame(deflate_message(self.payload, *key), _TEXT_FIN | _RSV1)
+        return frame
 
     @property
     def eio_packet(self) -> engineio.packet.Packet:
@@ -130,42 +151,6 @@ class FanoutStats:
     conflated: int = 0  # frames not sent to a lagging viewer (a newer one replaced them)
     caught_up: int = 0  # lagging viewers brought back to the latest state
     disconnected: int = 0  # lagging viewers disconnected after lag_disconnect_seconds
-
-
-class WebSocketHook:
-    """Wraps engine.io's Tornado websocket adapter for one server.
-
-    It keeps the Tornado handler of every websocket connection by engine.io
-    sid (the fan-out writes to it) and sets TCP_NODELAY: neither Tornado's
-    WebSocketHandler nor engine.io's Tornado driver does, and Nagle's
-    algorithm with delayed ACKs adds tens of milliseconds to small frames.
-    """
-
-    def __init__(self, eio: Any, *, nodelay: bool = True) -> None:
-        self.nodelay = nodelay
-        self.handlers: dict[str, tornado.websocket.WebSocketHandler] = {}
-        self.on_close: list[Callable[[str], None]] = []
-        base = eio._async["websocket"]
-        hook = self
-
-        class HookedWebSocket(base):  # type: ignore[misc, valid-type]
-            async def __call__(self, environ: dict) -> Any:
-                handler = environ["tornado.handler"]
-                if hook.nodelay:
-                    handler.set_nodelay(True)
-                # self.handler is the engine.io socket's bound _websocket_handler.
-                sid = self.handler.__self__.sid
-                hook.handlers[sid] = handler
-                try:
-                    return await super().__call__(environ)
-                finally:
-                    if hook.handlers.get(sid) is handler:
-                        del hook.handlers[sid]
-                    for callback in hook.on_close:
-                        callback(sid)
-
-        # engine.io keeps the driver table per module; give this server its own copy.
-        eio._async = dict(eio._async, websocket=HookedWebSocket)
 
 
 class FanoutBroadcaster:
@@ -261,12 +246,16 @@ class FanoutBroadcaster:
             and sock.queue._unfinished_tasks == 0
         ):
             try:
-                if conn._compressor is None:
-                    conn.stream.write(frame.ws_frame)
+                compressor = conn._compressor
+                if compressor is None:
+                    send_now(conn.stream, frame.ws_frame)
+                elif compressor._compressor is None:
+                    # permessage-deflate without context takeover (browsers; see
+                    # racedash.transport): the same bytes for every such viewer.
+                    send_now(conn.stream, frame.deflated_ws_frame(compressor))
                 else:
-                    # permessage-deflate (browsers ask for it): the compressor is per connection.
-                    data = conn._compressor.compress(frame.payload)
-                    conn._write_frame(True, 0x1, data, flags=conn.RSV1)
+                    # A connection keeping compression context: compressed for it alone.
+                    conn._write_frame(True, 0x1, compressor.compress(frame.payload), flags=conn.RSV1)
                 self.stats.direct += 1
             except tornado.iostream.StreamClosedError:
                 pass  # the connection just went away; engine.io reports the disconnect
@@ -289,6 +278,27 @@ class FanoutBroadcaster:
         # Closing the stream frees its buffer at once; engine.io then sees the
         # connection end and runs the normal disconnect handling.
         conn.stream.close()
+
+
+def send_now(stream: tornado.iostream.IOStream, data: bytes) -> None:
+    """Write ``data`` to the stream's socket now, or queue it behind what Tornado still holds.
+
+    ``IOStream.write`` costs a Future, a done-callback and a loop callback per
+    call, more than the loopback ``send()`` itself. When Tornado holds nothing
+    unsent for this stream, the bytes go to the socket directly; whatever the
+    socket does not take (or an error) goes through ``IOStream.write``, which
+    buffers it, or closes the stream and reports the error as usual.
+    """
+    if not stream._write_buffer and type(stream) is tornado.iostream.IOStream:
+        try:
+            sent = stream.socket.send(data)
+        except OSError:  # EAGAIN, or a broken connection Tornado should see
+            sent = 0
+        if sent == len(data):
+            return
+        if sent:
+            data = data[sent:]
+    stream.write(data)
 
 
 def make_broadcaster(sio: socketio.AsyncServer, settings: Any) -> Any:

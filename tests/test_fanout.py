@@ -23,12 +23,15 @@ from pathlib import Path
 
 import aiohttp
 import engineio.async_drivers.tornado
+import engineio.async_server
 import engineio.async_socket
+import engineio.base_socket
 import orjson
 import pytest
 import socketio.async_manager
 import socketio.base_manager
 import tornado.iostream
+import tornado.web
 import tornado.websocket
 
 from racedash import fanout
@@ -67,6 +70,21 @@ FINGERPRINTS = {
     "tornado WebSocketProtocol13.write_message": (tornado.websocket.WebSocketProtocol13.write_message, "e085015d2f"),
     "tornado WebSocketProtocol13._write_frame": (tornado.websocket.WebSocketProtocol13._write_frame, "5972981bcb"),
     "tornado BaseIOStream.write": (tornado.iostream.BaseIOStream.write, "359435fb31"),
+    # send_now: an empty _write_buffer means Tornado holds nothing unsent; IOStream sends with socket.send.
+    "tornado BaseIOStream._handle_write": (tornado.iostream.BaseIOStream._handle_write, "c8c2c5ebdc"),
+    "tornado IOStream.write_to_fd": (tornado.iostream.IOStream.write_to_fd, "d84acfd03a"),
+    # Shared deflate frames: a compressor without context takeover keeps no zlib object.
+    "tornado _PerMessageDeflateCompressor": (tornado.websocket._PerMessageDeflateCompressor, "330ebb9749"),
+    "tornado WebSocketProtocol13._accept_connection": (tornado.websocket.WebSocketProtocol13._accept_connection, "3f09d01442"),
+    "tornado WebSocketProtocol13._parse_extensions_header": (tornado.websocket.WebSocketProtocol13._parse_extensions_header, "fc400fd6cb"),
+    "tornado WebSocketHandler.get_websocket_protocol": (tornado.websocket.WebSocketHandler.get_websocket_protocol, "12e467619d"),
+    # racedash.transport: the lean queue, environ and handshake clean-up.
+    "tornado RequestHandler._break_cycles": (tornado.web.RequestHandler._break_cycles, "d2b48979c2"),
+    "engineio AsyncServer.create_queue": (engineio.async_server.AsyncServer.create_queue, "5ff5673a0c"),
+    "engineio BaseSocket.__init__": (engineio.base_socket.BaseSocket.__init__, "8532b631a4"),
+    "engineio AsyncSocket.close": (engineio.async_socket.AsyncSocket.close, "faa2e93902"),
+    "engineio tornado translate_request": (engineio.async_drivers.tornado.translate_request, "8a4822d6b3"),
+    "engineio tornado get_tornado_handler": (engineio.async_drivers.tornado.get_tornado_handler, "54f7f834cc"),
 }
 
 
@@ -164,11 +182,17 @@ async def test_mixed_direct_and_engineio_sends_never_reorder(server, clients):
     _, session_id, viewers = await session_with_viewers(server, clients, 3)
     b = broadcaster(server)
     sio = server.app.sio
+    eio_sids = [eio_sid_of(server, viewer) for viewer in viewers]
     before = b.stats.fallback
     n = 400
     for i in range(n):
-        if i % 3 == 0:
+        if i % 7 == 0:
             await sio.emit("mark", {"i": i}, room=session_id)  # python-socketio's own path
+        elif i % 3 == 0:
+            # What that path does per recipient, without yielding: a packet left on
+            # engine.io's queue for the writer task, which has not run yet.
+            for eio_sid in eio_sids:
+                await sio.eio.send(eio_sid, "2" + orjson.dumps(["mark", {"i": i}]).decode())
         else:
             await b.to_room(session_id, "mark", {"i": i})
         if i % 50 == 0:
@@ -228,9 +252,14 @@ async def test_compressed_viewer_gets_every_frame_in_order(server, clients):
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(ws_url, compress=15) as ws:
             assert ws.compress == 15, "permessage-deflate was not negotiated"
+            # Without context takeover: one compressed frame per emit serves every such viewer.
+            assert ws._response.headers["Sec-WebSocket-Extensions"].count("no_context_takeover") == 2
+            assert ws.client_notakeover
             assert (await ws.receive_str(timeout=5)).startswith("0")
             await ws.send_str("40")
             assert (await ws.receive_str(timeout=5)).startswith("40")
+            compressors = [h.ws_connection._compressor for h in broadcaster(server)._hook.handlers.values() if h.ws_connection._compressor]
+            assert len(compressors) == 1 and compressors[0]._compressor is None, "a per-connection zlib state was kept"
             await ws.send_str("42" + orjson.dumps(["join_session", {"session_id": session_id}]).decode())
             before = broadcaster(server).stats.direct
             n = 50

@@ -1,0 +1,120 @@
+"""racedash.transport and racedash.packets: the lean per-connection objects, on their own.
+
+The end-to-end behaviour (every frame, in order, through real servers and
+clients, compressed or not) is in tests/test_fanout.py and tests/test_live.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from racedash.packets import FastJsonPacket
+from racedash.transport import LeanQueue, RequestBody, without_context_takeover
+
+
+async def test_lean_queue_is_fifo_and_counts_unfinished_items():
+    queue = LeanQueue()
+    assert queue.empty() and queue.qsize() == 0
+    for item in ("a", "b", "c"):
+        await queue.put(item)
+    assert queue.qsize() == 3 and queue._unfinished_tasks == 3
+    assert [await queue.get(), queue.get_nowait(), await queue.get()] == ["a", "b", "c"]
+    with pytest.raises(asyncio.QueueEmpty):
+        queue.get_nowait()
+    assert queue._items is None, "an emptied queue keeps no deque"
+    for _ in range(3):
+        queue.task_done()
+    with pytest.raises(ValueError):
+        queue.task_done()
+
+
+async def test_lean_queue_hands_an_item_to_a_waiting_getter():
+    queue = LeanQueue()
+    getter = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("x")
+    assert await getter == "x"
+    assert queue.empty()
+
+
+async def test_lean_queue_skips_getters_cancelled_by_a_timeout():
+    queue = LeanQueue()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(queue.get(), 0.01)
+    queue.put_nowait("kept")  # not handed to the abandoned future
+    assert await asyncio.wait_for(queue.get(), 1) == "kept"
+
+
+async def test_lean_queue_join_waits_for_task_done():
+    queue = LeanQueue()
+    await queue.join()  # nothing unfinished: returns at once
+    queue.put_nowait(1)
+    joined = asyncio.ensure_future(queue.join())
+    await asyncio.sleep(0.01)
+    assert not joined.done()
+    queue.get_nowait()
+    queue.task_done()
+    await asyncio.wait_for(joined, 1)
+
+
+def test_lean_queue_is_unbounded_only():
+    with pytest.raises(ValueError):
+        LeanQueue(maxsize=1)
+
+
+async def test_request_body_reads_once_or_in_parts():
+    body = RequestBody(b"abcdef")
+    assert await body.read(2) == b"ab"
+    assert await body.read() == b"cdef"
+    assert await body.read() == b""
+    assert await RequestBody(None).read() == b""
+
+
+def test_deflate_offers_get_no_context_takeover():
+    offers = [("x-webkit-deflate-frame", {}), ("permessage-deflate", {"client_max_window_bits": "15"})]
+    assert without_context_takeover(offers) == [
+        ("x-webkit-deflate-frame", {}),
+        (
+            "permessage-deflate",
+            {"client_max_window_bits": "15", "server_no_context_takeover": None, "client_no_context_takeover": None},
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '["telemetry_update",{"lap":3,"fuel":27.5,"name":"Zoë","ok":true,"none":null}]',
+        '["e",{"n":1180591620717411303424}]',  # beyond 64 bits: stays an exact integer
+        '["e",{"n":-9223372036854775809}]',
+        '["e",{"x":NaN,"y":Infinity}]',  # json accepts these; validation refuses them later
+        '["e",{"big":1e400}]',
+        '["e","\\ud800"]',  # a lone surrogate
+        '["e",{"a":1,"a":2}]',
+        '["e",0.1234567890123456789]',
+    ],
+)
+def test_packet_json_decodes_exactly_as_the_standard_library(text):
+    decoded = FastJsonPacket.json.loads(text)
+    expected = json.loads(text)
+    assert repr(decoded) == repr(expected)
+    assert [type(v) for v in _leaves(decoded)] == [type(v) for v in _leaves(expected)]
+
+
+def test_packet_json_refuses_what_the_standard_library_refuses():
+    with pytest.raises(ValueError):
+        FastJsonPacket.json.loads('["e",{')
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
