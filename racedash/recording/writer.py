@@ -1,17 +1,30 @@
-"""One queue-fed writer per recording, with group commit.
+"""One queue-fed writer per recording, with group commit in one thread hop.
 
 Handlers never touch the disk: :meth:`RecordingWriter.append` only puts an
 encoded line on the writer's queue (synchronously, so frames keep the order
-in which they were stamped). The writer's task drains everything queued in
-one ``write`` through aiofiles, then waits for the flush window before the
-next one, so a busy session costs one write per window instead of one per
-frame, and a line reaches the kernel at most ``flush_seconds`` after it was
-queued. What a ``kill -9`` of the server can lose is therefore the last flush
-window; what a power cut can lose depends on the fsync policy:
+in which they were stamped). The writer's task commits everything queued as
+one batch, then waits for the flush window before the next one, so a busy
+session costs one commit per window instead of one per frame, and a line
+reaches the kernel at most ``flush_seconds`` after it was queued. What a
+``kill -9`` of the server can lose is therefore the last flush window; what a
+power cut can lose depends on the fsync policy:
 
 - ``always``: fsync after every group commit (safest, one fsync per window);
 - ``interval`` (default): fsync at most every ``fsync_seconds``, and on close;
 - ``none``: leave it to the operating system (fsync never called).
+
+One thread hop per commit: all the blocking work of a commit (opening the
+file when it is not open, writing the batch, the fsync the policy asks for,
+the summary sidecar when it is due, cutting a failed write back) is one plain
+function, :meth:`RecordingFile.commit`, run once in aiofiles' executor
+(``aiofiles.os.wrap``: the loop's default executor, where aiofiles runs its
+file calls too). Awaiting an aiofiles file object's methods would cost a
+thread round trip per call (write, flush, fsync, and open/write/close/replace
+for the sidecar); with 50 live recordings those hops kept the pool's threads
+competing with the event loop for the GIL. The file is opened unbuffered, so
+nothing waits in a user-space buffer when the hop returns. The thread never
+touches the writer's state: it is given bytes (the batch, and the sidecar
+made on the loop) and returns what it found on opening.
 
 Disk errors (disk full, permissions, a missing directory) never reach the
 live path: they are logged, reported through ``on_problem`` (shown on
@@ -23,14 +36,15 @@ oldest queued lines are dropped and counted).
 from __future__ import annotations
 
 import asyncio
+import errno
+import io
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
-import aiofiles
 import aiofiles.os
 
 from racedash import __version__
@@ -40,6 +54,8 @@ from racedash.recording.summary import FrameFacts, Summary, load_summary, sideca
 log = logging.getLogger(__name__)
 
 FSYNC_POLICIES = ("always", "interval", "none")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,167 @@ class WriterOptions:
 ProblemReporter = Callable[[str | None], None]
 
 
+async def in_thread(work: Callable[..., T], *args: Any) -> T:
+    """Run one blocking call in aiofiles' executor: one thread round trip."""
+    return await aiofiles.os.wrap(work)(*args)
+
+
+@dataclass
+class CommitResult:
+    # The recording's summary as found (or started) on opening, when this commit opened the file.
+    opened: Summary | None = None
+    # Why the batch is not on disk; the file has then been cut back to its size before the batch and closed.
+    error: OSError | RecordingFormatError | None = None
+
+
+class RecordingFile:
+    """The blocking half of a writer: the open file and every call that touches the disk.
+
+    Its methods run in a worker thread, one per hop. The writer's task awaits
+    each before it starts another, so the file is never used by two threads,
+    except by :meth:`close` when the writer's close timed out on a hung commit.
+    """
+
+    def __init__(self, path: Path, session_id: str, clock: Callable[[], float]) -> None:
+        self.path = path
+        self.session_id = session_id
+        self.clock = clock
+        self.file: io.FileIO | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.file is not None
+
+    def commit(self, data: bytes, size: int, known: Summary | None, fsync: bool, sidecar: bytes | None) -> CommitResult:
+        """Append ``data`` to the file, whose size is ``size`` if it is open (else open it first).
+
+        Then fsync if asked and save ``sidecar`` (the summary once the batch
+        is on disk). ``known`` is the writer's summary when reopening (a copy:
+        the thread may change it).
+        """
+        result = CommitResult()
+        cut_back_to: int | None = None  # the file's size before this batch, once it is open
+        try:
+            if self.file is None:
+                result.opened = self._open(known)
+                size = result.opened.file_size
+            cut_back_to = size
+            self._write_all(data)
+            if fsync:
+                os.fsync(self.file.fileno())
+        except (OSError, RecordingFormatError) as exc:
+            # The lines stay queued and are retried: whatever part of them made
+            # it would be written twice, so cut it off; the retry reopens.
+            self.close(truncate_to=cut_back_to)
+            result.error = exc
+            return result
+        if sidecar is not None:
+            self.save_sidecar(sidecar)
+        return result
+
+    def _write_all(self, data: bytes) -> None:
+        file = self.file  # (if a timed-out close closes it meanwhile, fileno() raises instead of reusing the fd)
+        assert file is not None
+        remaining = memoryview(data)
+        while remaining:
+            # Unbuffered: one write(2), which may write less than asked (e.g. the disk filling up).
+            written = os.write(file.fileno(), remaining)
+            if written <= 0:
+                raise OSError(errno.EIO, "the recording's write made no progress")
+            remaining = remaining[written:]
+
+    def _open(self, known: Summary | None) -> Summary:
+        """Open for appending: create with a header, or continue an existing recording."""
+        os.makedirs(self.path.parent, exist_ok=True)
+        summary = self._existing_summary(known)
+        self.file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        cut_back_to: int | None = None  # set before this method writes anything
+        try:
+            size = os.fstat(self.file.fileno()).st_size
+            if size == 0:
+                now = self.clock()
+                header = encode_header(Header(session_id=self.session_id, created=now, racedash_version=__version__))
+                cut_back_to = 0
+                self._write_all(header)
+                return Summary(
+                    session_id=self.session_id, created=now, racedash_version=__version__,
+                    good_size=len(header), file_size=len(header),
+                )
+            if summary is None or summary.file_size != size:
+                raise OSError(f"{self.path.name} changed while being opened")
+            if summary.good_size != size:
+                # A torn last line (crash mid-write): end it, so our first
+                # line starts fresh; readers skip the fragment.
+                cut_back_to = size
+                self._write_all(b"\n")
+                summary.good_size = summary.file_size = size + 1
+            summary.ended = False
+            return summary
+        except BaseException:
+            self.close(truncate_to=cut_back_to)
+            raise
+
+    def _existing_summary(self, known: Summary | None) -> Summary | None:
+        """The summary of the recording on disk, or None when there is none yet.
+
+        ``known`` (what this writer last wrote) is kept when the file still has
+        the size it left it at, which is the normal case after a retried error.
+        """
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return None
+        if size == 0:
+            return None
+        if known is not None and known.file_size == size:
+            return known
+        try:
+            return load_summary(self.path)
+        except RecordingFormatError as exc:
+            # Not ours to continue (bad or torn header): keep it aside, start anew.
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self.clock())}")
+            log.error("recording %s has a bad header (%s); moved to %s", self.path.name, exc, aside.name)
+            os.replace(self.path, aside)
+            sidecar_path(self.path).unlink(missing_ok=True)
+            return None
+
+    def save_sidecar(self, sidecar: bytes) -> None:
+        """Replace the summary sidecar atomically (a reader never sees half of one)."""
+        target = sidecar_path(self.path)
+        tmp = target.with_name(target.name + ".tmp")
+        try:
+            tmp.write_bytes(sidecar)
+            os.replace(tmp, target)
+        except OSError as exc:
+            # The sidecar is rebuilt from the recording when missing: not fatal.
+            log.warning("recording %s: could not save its summary: %s", self.path.name, exc)
+
+    def finish(self, fsync: bool, sidecar: bytes | None) -> None:
+        """Fsync (if asked), close, then save the final summary; errors are logged, not raised."""
+        if fsync and self.file is not None:
+            try:
+                os.fsync(self.file.fileno())
+            except OSError as exc:
+                log.error("recording %s: fsync on close failed: %s", self.path.name, exc)
+        self.close()
+        if sidecar is not None:
+            self.save_sidecar(sidecar)
+
+    def close(self, truncate_to: int | None = None) -> None:
+        file, self.file = self.file, None
+        if file is None:
+            return
+        if truncate_to is not None:
+            try:
+                os.ftruncate(file.fileno(), truncate_to)
+            except OSError as exc:
+                log.warning("recording %s: could not cut a partial write: %s", self.path.name, exc)
+        try:
+            file.close()
+        except OSError as exc:
+            log.warning("recording %s: close failed: %s", self.path.name, exc)
+
+
 class RecordingWriter:
     """Appends one session's lines to ``path``; owns its task from construction to :meth:`close`."""
 
@@ -76,11 +253,12 @@ class RecordingWriter:
         self.path = path
         self.session_id = session_id
         self.options = options
+        # What is on disk; only the loop changes it (the thread gets copies and bytes).
         self.summary: Summary | None = None
         self.dropped = 0
         self._on_problem = on_problem
         self._after = after
-        self._clock = clock
+        self._file = RecordingFile(path, session_id, clock)
         self._pending: list[tuple[bytes, FrameFacts]] = []
         self._pending_bytes = 0
         self._queued = 0  # lines ever queued
@@ -88,7 +266,6 @@ class RecordingWriter:
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._progress = asyncio.Condition()
-        self._file: Any = None
         self._failing = False
         self._last_fsync = time.monotonic()
         self._last_sidecar = time.monotonic()
@@ -151,7 +328,7 @@ class RecordingWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             log.error("recording %s: close timed out with %d frame(s) not written", self.path.name, len(self._pending))
-            await self._close_file()
+            await in_thread(self._file.close)
 
     # -- the writer task ---------------------------------------------------------
     async def _run(self) -> None:
@@ -189,32 +366,47 @@ class RecordingWriter:
     async def _commit(self) -> bool:
         batch = self._pending[:]  # lines appended while we await are left for the next commit
         data = b"".join(line for line, _ in batch)
+        now = time.monotonic()
+        fsync = self.options.fsync == "always" or (
+            self.options.fsync == "interval" and now - self._last_fsync >= self.options.fsync_seconds
+        )
+        updated: Summary | None = None  # the summary counting this batch, when its sidecar is due
+        if self._file.is_open:
+            assert self.summary is not None
+            size, known = self.summary.file_size, None
+            if now - self._last_sidecar >= self.options.summary_seconds:
+                # Made here on the loop, from a copy; the thread only gets its bytes, saved after the write.
+                updated = self.summary.copy()
+                account(updated, batch)
+        else:
+            # The hop opens the file first (a sidecar due now waits for the next
+            # commit). Reopening after an error starts from this writer's
+            # summary: a copy, since the thread may change it.
+            size, known = 0, self.summary.copy() if self.summary is not None else None
         self._inflight = len(batch)
         try:
-            if self._file is None:
-                await self._open()
-            assert self._file is not None and self.summary is not None
-            offset = self.summary.file_size
-            await self._file.write(data)
-            await self._file.flush()
-            self._dirty_since_fsync = True
-            if self.options.fsync == "always" or (
-                self.options.fsync == "interval" and time.monotonic() - self._last_fsync >= self.options.fsync_seconds
-            ):
-                await self._fsync()
-        except (OSError, RecordingFormatError) as exc:
-            await self._failed(exc)
-            return False
+            result = await in_thread(
+                self._file.commit, data, size, known, fsync, updated.to_sidecar() if updated is not None else None
+            )
         finally:
             self._inflight = 0
+        if result.opened is not None:
+            self.summary = result.opened
+        if result.error is not None:
+            self._failed(result.error)
+            return False
         # Success: account for the lines in the summary, then release them.
-        self.summary.closed_cleanly = False
+        assert self.summary is not None
+        if updated is not None:
+            self.summary = updated
+            self._last_sidecar = time.monotonic()
+        else:
+            account(self.summary, batch)
+        if fsync:
+            self._last_fsync = time.monotonic()
+        self._dirty_since_fsync = not fsync
         del self._pending[: len(batch)]
         self._pending_bytes -= len(data)
-        for line, facts in batch:
-            self.summary.observe(facts, offset)
-            offset += len(line)
-        self.summary.good_size = self.summary.file_size = offset
         self._written += len(batch)
         if self._failing:
             self._failing = False
@@ -222,122 +414,38 @@ class RecordingWriter:
             self._on_problem(None)
         async with self._progress:
             self._progress.notify_all()
-        if time.monotonic() - self._last_sidecar >= self.options.summary_seconds:
-            await self._save_summary()
         return True
 
-    async def _open(self) -> None:
-        """Open for appending: create with a header, or continue an existing recording."""
-        await aiofiles.os.makedirs(self.path.parent, exist_ok=True)
-        self.summary = await asyncio.to_thread(self._existing_summary, self.summary)
-        handle = await aiofiles.open(self.path, "ab")
-        try:
-            size = await handle.tell()
-            if size == 0:
-                now = self._clock()
-                header = encode_header(Header(session_id=self.session_id, created=now, racedash_version=__version__))
-                await handle.write(header)
-                self.summary = Summary(
-                    session_id=self.session_id, created=now, racedash_version=__version__,
-                    good_size=len(header), file_size=len(header),
-                )
-            else:
-                if self.summary is None or self.summary.file_size != size:
-                    raise OSError(f"{self.path.name} changed while being opened")
-                if self.summary.good_size != size:
-                    # A torn last line (crash mid-write): end it, so our first
-                    # line starts fresh; readers skip the fragment.
-                    await handle.write(b"\n")
-                    size += 1
-                    self.summary.good_size = self.summary.file_size = size
-            await handle.flush()
-            self.summary.ended = False
-        except BaseException:
-            await handle.close()
-            raise
-        self._file = handle
-
-    def _existing_summary(self, known: Summary | None) -> Summary | None:
-        """The summary of the recording on disk, or None when there is none yet (blocking).
-
-        ``known`` (what this writer last wrote) is kept when the file still has
-        the size it left it at, which is the normal case after a retried error.
-        """
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return None
-        if size == 0:
-            return None
-        if known is not None and known.file_size == size:
-            return known
-        try:
-            return load_summary(self.path)
-        except RecordingFormatError as exc:
-            # Not ours to continue (bad or torn header): keep it aside, start anew.
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
-            log.error("recording %s has a bad header (%s); moved to %s", self.path.name, exc, aside.name)
-            os.replace(self.path, aside)
-            sidecar_path(self.path).unlink(missing_ok=True)
-            return None
-
-    async def _fsync(self) -> None:
-        if self._file is None or not self._dirty_since_fsync:
-            return
-        await asyncio.to_thread(os.fsync, self._file.fileno())
-        self._last_fsync = time.monotonic()
-        self._dirty_since_fsync = False
-
-    async def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: OSError | RecordingFormatError) -> None:
+        # The file is closed already (cut back to its last good size): the next attempt reopens it.
         message = getattr(exc, "strerror", None) or str(exc)
         if not self._failing:
             log.error("recording %s cannot be written: %s; retrying every %ss", self.path.name, exc, self.options.retry_seconds)
             self._on_problem(f"a recording cannot be written ({message}); retrying, live broadcasting continues")
         self._failing = True
-        # Reopen on the next attempt; truncate whatever part of the batch made it.
-        await self._close_file(truncate_to=self.summary.file_size if self.summary else None)
-
-    async def _close_file(self, truncate_to: int | None = None) -> None:
-        handle, self._file = self._file, None
-        if handle is None:
-            return
-        try:
-            if truncate_to is not None:
-                await asyncio.to_thread(os.ftruncate, handle.fileno(), truncate_to)
-        except OSError as exc:
-            log.warning("recording %s: could not cut a partial write: %s", self.path.name, exc)
-        try:
-            await handle.close()
-        except OSError as exc:
-            log.warning("recording %s: close failed: %s", self.path.name, exc)
-
-    async def _save_summary(self) -> None:
-        self._last_sidecar = time.monotonic()
-        if self.summary is None:
-            return
-        target = sidecar_path(self.path)
-        tmp = target.with_name(target.name + ".tmp")
-        try:
-            async with aiofiles.open(tmp, "wb") as f:
-                await f.write(self.summary.to_sidecar())
-            await aiofiles.os.replace(tmp, target)
-        except OSError as exc:
-            # The sidecar is rebuilt from the recording when missing: not fatal.
-            log.warning("recording %s: could not save its summary: %s", self.path.name, exc)
 
     async def _finish(self) -> None:
         if self._pending:
             log.error("recording %s closed with %d frame(s) not written (disk failing)", self.path.name, len(self._pending))
-        if self._file is not None:
-            try:
-                if self.options.fsync != "none":
-                    await self._fsync()
-            except OSError as exc:
-                log.error("recording %s: fsync on close failed: %s", self.path.name, exc)
-            await self._close_file()
+        if self._file.is_open:
+            final: Summary | None = None
             if self.summary is not None:
-                self.summary.ended = self._end_session
-                self.summary.closed_cleanly = not self._pending
-                await self._save_summary()
+                final = self.summary.copy()
+                final.ended = self._end_session
+                final.closed_cleanly = not self._pending
+            fsync = self.options.fsync != "none" and self._dirty_since_fsync
+            await in_thread(self._file.finish, fsync, final.to_sidecar() if final is not None else None)
+            if final is not None:
+                self.summary = final
         async with self._progress:
             self._progress.notify_all()
+
+
+def account(summary: Summary, batch: list[tuple[bytes, FrameFacts]]) -> None:
+    """Count a batch just appended at the end of the file (``summary.file_size``) into ``summary``."""
+    summary.closed_cleanly = False
+    offset = summary.file_size
+    for line, facts in batch:
+        summary.observe(facts, offset)
+        offset += len(line)
+    summary.good_size = summary.file_size = offset
