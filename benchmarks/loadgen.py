@@ -287,9 +287,9 @@ class SlowSpec:
     rcvbuf_after: int = 1 << 20  # its network is back: a normal receive window again
 
 
-def _viewer_process(port: int, sessions: list[str], slow: SlowSpec | None, pipe: Connection) -> None:
+def _viewer_process(port: int, sessions: list[str], slow: SlowSpec | None, deflate: bool, pipe: Connection) -> None:
     gc.disable()  # client-side GC pauses would show up as server latency
-    asyncio.run(_viewer_main(port, sessions, slow, pipe))
+    asyncio.run(_viewer_main(port, sessions, slow, deflate, pipe))
 
 
 class _Viewer:
@@ -317,7 +317,7 @@ class _Viewer:
             self.joined.set_result(None)
 
 
-async def _viewer_main(port: int, sessions: list[str], slow: SlowSpec | None, pipe: Connection) -> None:
+async def _viewer_main(port: int, sessions: list[str], slow: SlowSpec | None, deflate: bool, pipe: Connection) -> None:
     latencies = array("d")
     slow_latencies = array("d")
     viewers = [_Viewer(s, latencies) for s in sessions]
@@ -326,7 +326,7 @@ async def _viewer_main(port: int, sessions: list[str], slow: SlowSpec | None, pi
 
     async def open_viewer(v: _Viewer, rcvbuf: int | None = None) -> None:
         async with gate:
-            v.conn = await wsclient.connect(HOST, port, v.on_event, rcvbuf=rcvbuf, timeout=60)
+            v.conn = await wsclient.connect(HOST, port, v.on_event, rcvbuf=rcvbuf, timeout=60, deflate=deflate)
             v.conn.emit("join_session", {"session_id": v.session_id})
             await asyncio.wait_for(v.joined, 60)
 
@@ -386,6 +386,7 @@ class Point:
     label: str = ""
     prefill: int = 0  # frames each publisher sends before viewers join (fills the history ring)
     padding: int = 0  # extra bytes per telemetry frame
+    deflate: bool = False  # viewers negotiate permessage-deflate, as browsers do
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -433,7 +434,7 @@ def run_point(
         for i, sessions in enumerate(assignments):
             parent, child = ctx.Pipe()
             slow = point.slow if i == 0 else None
-            p = ctx.Process(target=_viewer_process, args=(server.port, sessions, slow, child))
+            p = ctx.Process(target=_viewer_process, args=(server.port, sessions, slow, point.deflate, child))
             p.start()
             procs.append(p)
             viewer_pipes.append(parent)
@@ -500,6 +501,7 @@ def run_point(
         "R": point.rate,
         "D": point.duration,
         "viewer_connections": point.publishers * point.viewers,
+        "deflate": point.deflate,
         "frames_sent": sum(sent.values()),
         "frames_delivered": delivered,
         "delivered_fps": round(delivered / point.duration, 1),
@@ -571,10 +573,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nice", type=int, default=0, help="scheduling priority of the server (negative: higher)")
     parser.add_argument("--padding", type=int, default=0, help="extra bytes per telemetry frame")
     parser.add_argument("--prefill", type=int, default=0, help="frames per publisher before viewers join")
+    parser.add_argument("--deflate", action="store_true", help="viewers negotiate permessage-deflate, as browsers do")
     parser.add_argument("--profile", type=Path, help="record the server with py-spy (raw format) to this file")
     args = parser.parse_args(argv)
     slow = SlowSpec(args.slow_after, args.slow_seconds) if args.slow_after is not None else None
-    point = Point(args.P, args.V, args.R, args.D, args.viewer_procs, slow, prefill=args.prefill, padding=args.padding)
+    point = Point(args.P, args.V, args.R, args.D, args.viewer_procs, slow, prefill=args.prefill, padding=args.padding, deflate=args.deflate)
     settings = dict(item.split("=", 1) for item in args.set)
     print(json.dumps(run_point(args.server, point, settings, profile=args.profile, nice=args.nice)), flush=True)
     return 0

@@ -73,6 +73,11 @@ def run_suite(args: argparse.Namespace) -> list[dict]:
         gc_point = Point(50, 20, 2, d, viewer_procs=2, label="GC (50,20,2)")
         for variant, settings in GC_VARIANTS.items():
             run("racedash", gc_point, settings, variant)
+        # Browsers negotiate permessage-deflate; the bare relay (engine.io's driver) keeps a
+        # compressor per connection, racedash compresses once per emit (no context takeover).
+        browsers = Point(50, 20, 2, d, viewer_procs=2, label="deflate (50,20,2)", deflate=True)
+        run("baseline", browsers)
+        run("racedash", browsers)
         nagle = Point(10, 20, 50, d, viewer_procs=2, label="Nagle (10,20,50)")
         run("racedash", nagle, {"tcp_nodelay": "false"}, "racedash, TCP_NODELAY off")
 

@@ -17,6 +17,7 @@ import os
 import socket
 import struct
 import time
+import zlib
 from typing import Any, Callable
 
 import orjson
@@ -42,8 +43,11 @@ OnEvent = Callable[[str, Any, float], None]
 class SioConnection(asyncio.Protocol):
     """One Engine.IO/Socket.IO websocket connection. Events go to ``on_event(name, data, t_recv)``."""
 
-    def __init__(self, on_event: OnEvent | None = None) -> None:
+    def __init__(self, on_event: OnEvent | None = None, *, deflate: bool = False) -> None:
         self.on_event = on_event
+        # Browsers offer permessage-deflate; an inflater kept across messages reads
+        # frames compressed with or without the server's context takeover.
+        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS) if deflate else None
         self.transport: asyncio.Transport | None = None
         self._buf = bytearray()
         self._handshaken = False
@@ -100,6 +104,9 @@ class SioConnection(asyncio.Protocol):
             payload = bytes(buf[pos + hdr : pos + hdr + length])
             pos += hdr + length
             opcode = b0 & 0x0F
+            if b0 & 0x40:  # RSV1: a permessage-deflate message
+                assert self._inflater is not None, "compressed frame without permessage-deflate"
+                payload = self._inflater.decompress(payload + b"\x00\x00\xff\xff")
             if opcode == 0x1:
                 self._on_text(payload, now)
             elif opcode == 0x9:
@@ -173,6 +180,7 @@ async def connect(
     *,
     rcvbuf: int | None = None,
     timeout: float = 20,
+    deflate: bool = False,
 ) -> SioConnection:
     """Open a websocket-only Socket.IO connection to the default namespace."""
     loop = asyncio.get_running_loop()
@@ -182,13 +190,14 @@ async def connect(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setblocking(False)
     await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
-    _, conn = await loop.create_connection(lambda: SioConnection(on_event), sock=sock)
+    _, conn = await loop.create_connection(lambda: SioConnection(on_event, deflate=deflate), sock=sock)
+    extensions = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else ""
     key = base64.b64encode(os.urandom(16)).decode()
     conn.transport.write(
         (
             f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
             f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
         ).encode()
     )
     try:

@@ -177,6 +177,26 @@ async def test_direct_path_delivers_every_frame_in_order(server, clients):
     assert broadcaster(server).stats.direct >= n * len(viewers) // 2
 
 
+async def test_long_polling_viewer_gets_every_frame_in_order(server, clients):
+    """A viewer behind a proxy that blocks websockets: every frame goes through engine.io's queue."""
+    monitor, session_id, _ = await session_with_viewers(server, clients, 0)
+    viewer = Client(server.url)
+    clients.append(viewer)
+    await viewer.sio.connect(server.url, transports=["polling"], wait_timeout=5)
+    await viewer.call("join_session", {"session_id": session_id})
+    before = broadcaster(server).stats.fallback
+    n = 200
+    for i in range(n):
+        await monitor.emit("telemetry_update", telemetry(session_id, i))
+    received = await viewer.wait_for("telemetry_update", n, timeout=20)
+    assert [u["telemetry"]["lap"] for u in received] == list(range(n))
+    assert broadcaster(server).stats.fallback - before >= n
+    # Closed from the server: engine.io leaves a client-closed poll pending, and
+    # python-socketio's client would wait ~30 s for it.
+    await server.app.sio.disconnect(viewer.sio.get_sid("/"))
+    await eventually(lambda: not viewer.sio.connected, 5)
+
+
 async def test_mixed_direct_and_engineio_sends_never_reorder(server, clients):
     """Stock emits queue on engine.io; the fan-out must fall back while they are pending."""
     _, session_id, viewers = await session_with_viewers(server, clients, 3)

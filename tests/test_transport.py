@@ -118,3 +118,41 @@ def _leaves(value):
             yield from _leaves(v)
     else:
         yield value
+
+
+DROPPED_CONSTANTS = {
+    "wsgi.errors", "wsgi.version", "wsgi.async", "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once",
+    "SERVER_SOFTWARE", "RAW_URI", "SERVER_PROTOCOL", "REMOTE_PORT", "SERVER_NAME", "SERVER_PORT",
+}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_environ_has_what_engineio_builds_but_its_constants(method):
+    import types
+
+    import engineio.async_drivers.tornado as driver
+    from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+
+    from racedash.transport import translate_request
+
+    headers = HTTPHeaders(
+        {
+            "Host": "racedash.lan:5000", "Origin": "http://racedash.lan:5000", "Cookie": "a=b",
+            "Content-Type": "text/plain;charset=UTF-8", "Content-Length": "5", "X-Forwarded-Proto": "https",
+            "Upgrade": "websocket", "Connection": "Upgrade",
+        }
+    )
+    start = RequestStartLine(method, "/socket.io/?EIO=4&transport=polling", "HTTP/1.1")
+    request = HTTPServerRequest(start_line=start, headers=headers, body=b"40abc")
+    request.remote_ip = "192.168.1.20"
+    handler = types.SimpleNamespace(request=request)
+    ours, theirs = translate_request(handler), driver.translate_request(handler)
+    assert set(theirs) - set(ours) == DROPPED_CONSTANTS
+    assert set(ours) == set(theirs) - DROPPED_CONSTANTS
+    for key in ours:
+        if key == "wsgi.input":
+            assert await ours[key].read() == await theirs[key].read() == b"40abc"
+        elif key == "REMOTE_ADDR":
+            assert ours[key] == "192.168.1.20"  # engine.io says 127.0.0.1 for everyone
+        else:
+            assert ours[key] == theirs[key], key
