@@ -1,5 +1,8 @@
 """The recorder: the sessions' FrameSink and Restorer, one writer per live recording.
 
+Its writers share one :class:`CommitBatcher`: their commits take one thread
+hop per flush window between them, however many recordings are live.
+
 ``append`` runs inside a socket handler before its first ``await``: it
 encodes the frame and queues the line, nothing more, so it neither blocks nor
 reorders. Disk problems are reported into ``problems`` (the mapping shown on
@@ -17,6 +20,7 @@ from typing import MutableMapping
 import orjson
 
 from racedash.ids import parse_session_id
+from racedash.recording.batcher import CommitBatcher
 from racedash.recording.format import encode_event, encode_event_json
 from racedash.recording.store import RecordingStore
 from racedash.recording.summary import Summary, facts_of
@@ -42,6 +46,8 @@ class Recorder:
         self.problems: MutableMapping[str, str] = {} if problems is None else problems
         self.ring_size = ring_size
         self._writers: dict[str, RecordingWriter] = {}
+        # Every writer's commits share one thread hop per flush window.
+        self.batcher = CommitBatcher(options.flush_seconds)
         self._closing: dict[str, asyncio.Task[None]] = {}
         self.unencodable = 0
 
@@ -80,6 +86,7 @@ class Recorder:
                 self.options,
                 on_problem=lambda message, key=f"recording:{session_id}": self._report(key, message),
                 after=self._closing.get(session_id),
+                batcher=self.batcher,
             )
             self._writers[session_id] = writer
         return writer

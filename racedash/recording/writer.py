@@ -1,4 +1,4 @@
-"""One queue-fed writer per recording, with group commit in one thread hop.
+"""One queue-fed writer per recording, with group commit in one thread hop per window.
 
 Handlers never touch the disk: :meth:`RecordingWriter.append` only puts an
 encoded line on the writer's queue (synchronously, so frames keep the order
@@ -26,6 +26,19 @@ nothing waits in a user-space buffer when the hop returns. The thread never
 touches the writer's state: it is given bytes (the batch, and the sidecar
 made on the loop) and returns what it found on opening.
 
+One hop per flush window for all of a Recorder's writers: even one hop per
+commit is one per frame at 2 Hz telemetry, so hundreds of live sessions would
+still cost hundreds of hops a second. A writer given a
+:class:`~racedash.recording.batcher.CommitBatcher` hands it its commit
+instead: the batcher ticks once per window, takes each due writer's batch at
+the tick (every line queued until then) and runs all their commits in one
+executor call; the tick is the writer's flush window, so a line still reaches
+the kernel at most ``flush_seconds`` after it was queued. A commit that opens
+the file (a recording starting, resuming, or retrying after an error) or
+closes it is not held for the tick: it makes its own hop, so a new recording
+is on disk, and listed live, at once. A writer made without a batcher (tests)
+makes its own hop per commit and waits the window itself.
+
 Disk errors (disk full, permissions, a missing directory) never reach the
 live path: they are logged, reported through ``on_problem`` (shown on
 /healthz and the status page) and retried every ``retry_seconds`` with the
@@ -43,19 +56,17 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
-
-import aiofiles.os
+from functools import partial
+from typing import Any, Callable, NamedTuple
 
 from racedash import __version__
+from racedash.recording.batcher import CommitBatcher, in_thread
 from racedash.recording.format import Header, RecordingFormatError, encode_header
 from racedash.recording.summary import FrameFacts, Summary, load_summary, sidecar_path
 
 log = logging.getLogger(__name__)
 
 FSYNC_POLICIES = ("always", "interval", "none")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,11 +87,6 @@ class WriterOptions:
 ProblemReporter = Callable[[str | None], None]
 
 
-async def in_thread(work: Callable[..., T], *args: Any) -> T:
-    """Run one blocking call in aiofiles' executor: one thread round trip."""
-    return await aiofiles.os.wrap(work)(*args)
-
-
 @dataclass
 class CommitResult:
     # The recording's summary as found (or started) on opening, when this commit opened the file.
@@ -89,11 +95,19 @@ class CommitResult:
     error: OSError | RecordingFormatError | None = None
 
 
+class PreparedCommit(NamedTuple):
+    batch: list[tuple[bytes, FrameFacts]]  # the head of the queue being written
+    fsync: bool
+    updated: Summary | None  # the summary counting the batch, when its sidecar is saved with it
+    args: tuple[Any, ...]  # RecordingFile.commit's
+
+
 class RecordingFile:
     """The blocking half of a writer: the open file and every call that touches the disk.
 
-    Its methods run in a worker thread, one per hop. The writer's task awaits
-    each before it starts another, so the file is never used by two threads,
+    Its methods run in a worker thread (in a hop of their own, or one after
+    the other with other recordings' in a batcher's hop). The writer's task
+    awaits each before it starts another, so the file is never used by two threads,
     except by :meth:`close` when the writer's close timed out on a hung commit.
     """
 
@@ -249,6 +263,7 @@ class RecordingWriter:
         on_problem: ProblemReporter = lambda message: None,
         after: asyncio.Future[Any] | None = None,
         clock: Callable[[], float] = time.time,
+        batcher: CommitBatcher | None = None,
     ) -> None:
         self.path = path
         self.session_id = session_id
@@ -258,6 +273,7 @@ class RecordingWriter:
         self.dropped = 0
         self._on_problem = on_problem
         self._after = after
+        self._batcher = batcher
         self._file = RecordingFile(path, session_id, clock)
         self._pending: list[tuple[bytes, FrameFacts]] = []
         self._pending_bytes = 0
@@ -349,10 +365,12 @@ class RecordingWriter:
                     continue
             if self.closing and not self._pending:
                 break
-            # Group commit: let the next lines gather for one flush window.
-            await self._pause(self.options.flush_seconds)
-            if self._pending or self.closing:
-                self._wake.set()
+            if self._batcher is None:
+                # Group commit: let the next lines gather for one flush window.
+                # (A batcher's tick is that window: the next commit waits for it.)
+                await self._pause(self.options.flush_seconds)
+                if self._pending or self.closing:
+                    self._wake.set()
         await self._finish()
 
     async def _pause(self, seconds: float) -> None:
@@ -364,7 +382,31 @@ class RecordingWriter:
             pass
 
     async def _commit(self) -> bool:
-        batch = self._pending[:]  # lines appended while we await are left for the next commit
+        prepared: PreparedCommit | None = None
+        try:
+            if self._batcher is None or self.closing or not self._file.is_open:
+                # Opening (a recording starting, resuming or retrying after an error) and closing
+                # are rare and not held for the batcher's tick: a new or resumed recording is on
+                # disk, and listed live, at once, and a close does not wait a window.
+                prepared = self._prepare()
+                result = await in_thread(self._file.commit, *prepared.args)
+            else:
+
+                def prepare() -> Callable[[], CommitResult]:
+                    # On the loop, at the batcher's tick: the batch is what is queued by then.
+                    nonlocal prepared
+                    prepared = self._prepare()
+                    return partial(self._file.commit, *prepared.args)
+
+                result = await self._batcher.commit(prepare)
+        finally:
+            self._inflight = 0
+        assert prepared is not None
+        return await self._committed(result, prepared)
+
+    def _prepare(self) -> PreparedCommit:
+        """Take the queued lines as the batch to commit (and mark them in flight)."""
+        batch = self._pending[:]  # lines appended while the commit runs are left for the next one
         data = b"".join(line for line, _ in batch)
         now = time.monotonic()
         fsync = self.options.fsync == "always" or (
@@ -384,12 +426,11 @@ class RecordingWriter:
             # summary: a copy, since the thread may change it.
             size, known = 0, self.summary.copy() if self.summary is not None else None
         self._inflight = len(batch)
-        try:
-            result = await in_thread(
-                self._file.commit, data, size, known, fsync, updated.to_sidecar() if updated is not None else None
-            )
-        finally:
-            self._inflight = 0
+        sidecar = updated.to_sidecar() if updated is not None else None
+        return PreparedCommit(batch, fsync, updated, (data, size, known, fsync, sidecar))
+
+    async def _committed(self, result: CommitResult, prepared: PreparedCommit) -> bool:
+        batch, fsync, updated = prepared.batch, prepared.fsync, prepared.updated
         if result.opened is not None:
             self.summary = result.opened
         if result.error is not None:
@@ -406,7 +447,7 @@ class RecordingWriter:
             self._last_fsync = time.monotonic()
         self._dirty_since_fsync = not fsync
         del self._pending[: len(batch)]
-        self._pending_bytes -= len(data)
+        self._pending_bytes -= len(prepared.args[0])
         self._written += len(batch)
         if self._failing:
             self._failing = False
