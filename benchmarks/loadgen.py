@@ -178,7 +178,13 @@ class ServerProcess:
         out = {}
         for gen in (0, 1, 2):
             ms = [p[2] * 1000 for p in pauses if p[1] == gen]
-            out[f"gen{gen}"] = {"count": len(ms), "max_ms": round(max(ms), 2) if ms else 0, "total_ms": round(sum(ms), 1)}
+            cpu_ms = [p[3] * 1000 for p in pauses if p[1] == gen]
+            out[f"gen{gen}"] = {
+                "count": len(ms), "max_ms": round(max(ms), 2) if ms else 0, "total_ms": round(sum(ms), 1),
+                "max_cpu_ms": round(max(cpu_ms), 2) if cpu_ms else 0,
+            }
+        # The long ones: [time in the window s, generation, wall ms, CPU ms].
+        out["over_5ms"] = [[round(t - t0, 2), gen, round(s * 1000, 1), round(c * 1000, 1)] for t, gen, s, c in pauses if s > 0.005]
         return out
 
     def stop(self) -> None:

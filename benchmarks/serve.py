@@ -28,15 +28,19 @@ class GcPauses:
     """Records every collection (start time, generation, duration) via gc.callbacks."""
 
     def __init__(self) -> None:
-        self.pauses: list[tuple[float, int, float]] = []
-        self._start = 0.0
+        # (end time, generation, wall seconds, this thread's CPU seconds): a wall time well above
+        # the CPU time means the server waited for a core during the collection.
+        self.pauses: list[tuple[float, int, float, float]] = []
+        self._start = self._start_cpu = 0.0
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":
-            self._start = time.perf_counter()
+            self._start, self._start_cpu = time.perf_counter(), time.thread_time()
         else:
-            self.pauses.append((time.time(), info["generation"], time.perf_counter() - self._start))
+            self.pauses.append(
+                (time.time(), info["generation"], time.perf_counter() - self._start, time.thread_time() - self._start_cpu)
+            )
 
     def dump(self, path: str) -> None:
         with open(path, "w") as f:

@@ -35,7 +35,7 @@ from racedash.replay.manager import ReplayManager
 from racedash.replay.player import ReplayOptions
 from racedash.rights import PublishRights
 from racedash.sessions import SessionRegistry
-from racedash.transport import socketio_handler
+from racedash.transport import WebSocketHook, socketio_handler
 from racedash.validation import Validators
 from racedash.web import (
     DashboardHandler,
@@ -63,6 +63,7 @@ class Racedash:
     status: ServerStatus
     access: TeamAccess
     rights: PublishRights
+    transport: WebSocketHook | None = None
     replays: ReplayManager | None = None
     tasks: set[asyncio.Task] = field(default_factory=set)
     # --- recordings (None when recording is off) ---
@@ -112,6 +113,8 @@ class Racedash:
         if self.replays is not None:
             await self.replays.close()
         await self.sio.shutdown()
+        if self.transport is not None:
+            await self.transport.close()
         if self.recorder is not None:
             await self.recorder.close()
 
@@ -141,7 +144,8 @@ def make_app(settings: Settings) -> Racedash:
         store.live_summaries = recorder.live_summaries
         recording_hooks = {"sink": recorder, "restore": recorder.restore}
     registry = SessionRegistry(token_for=rights.token_for, ring_size=settings.ring_frames, **recording_hooks)
-    broadcaster = make_broadcaster(sio, settings)
+    transport = WebSocketHook(sio.eio, nodelay=settings.tcp_nodelay)
+    broadcaster = make_broadcaster(sio, transport, settings)
     status = ServerStatus(registry)
     if recorder is not None:
         recorder.problems = status.problems  # disk trouble shows on /healthz and the status page
@@ -210,6 +214,7 @@ def make_app(settings: Settings) -> Racedash:
         sio=sio,
         registry=registry,
         broadcaster=broadcaster,
+        transport=transport,
         status=status,
         access=access,
         rights=rights,

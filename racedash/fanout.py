@@ -304,11 +304,10 @@ def send_now(stream: tornado.iostream.IOStream, data: bytes) -> None:
     stream.write(data)
 
 
-def make_broadcaster(sio: socketio.AsyncServer, settings: Any) -> Any:
-    """The broadcaster ``settings`` ask for; installs the websocket hook (TCP_NODELAY) either way."""
+def make_broadcaster(sio: socketio.AsyncServer, hook: WebSocketHook, settings: Any) -> Any:
+    """The broadcaster ``settings`` ask for."""
     from racedash.broadcast import SocketIOBroadcaster
 
-    hook = WebSocketHook(sio.eio, nodelay=settings.tcp_nodelay)
     if not settings.fast_fanout:
         return SocketIOBroadcaster(sio)
     return FanoutBroadcaster(

@@ -19,6 +19,8 @@ module-wide is patched):
   sid (the fan-out writes to it), drops what only the handshake needed, and
   sets ``TCP_NODELAY``: neither Tornado nor engine.io does, and Nagle's
   algorithm with delayed ACKs holds small frames back by tens of milliseconds.
+* :class:`PingWheel` sends every connection's heartbeat pings from one task
+  instead of a task per connection re-created every ping interval.
 * :func:`socketio_handler` negotiates permessage-deflate *without context
   takeover*: every message is compressed on its own, so the fan-out compresses
   a frame once per room instead of once per viewer, and a browser connection
@@ -30,15 +32,21 @@ tests/test_fanout.py pins the engine.io and Tornado internals this relies on.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
+import time
 from collections import deque
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+import engineio.async_socket
+import engineio.packet
 import socketio
 import tornado.httputil
 import tornado.web
 import tornado.websocket
+
+log = logging.getLogger(__name__)
 
 _NO_CONTEXT_TAKEOVER = ("server_no_context_takeover", "client_no_context_takeover")
 
@@ -187,6 +195,58 @@ def forget_handshake(handler: tornado.websocket.WebSocketHandler) -> None:
     tornado.web.RequestHandler._break_cycles(handler)
 
 
+class PingWheel:
+    """Sends engine.io's heartbeat pings for every connection of one server, from one task.
+
+    engine.io starts a task per connection for each ping (it sleeps the ping
+    interval, sends a ping, and the pong schedules the next). With thousands of
+    viewers that is a task, a coroutine, a timer and their futures per
+    connection, all re-created every 25 s in one burst (viewers connect
+    together, so their pings come due together): the young-generation
+    collections that followed each burst were the 2 Hz stream's latency tail
+    (30-200 ms every 25 s at 5,000 viewers). Here a ping is an entry in a FIFO
+    (the interval is the same for every connection, so due times are in
+    order) and one task sends those that are due, exactly as engine.io's
+    ``_send_ping`` does.
+    """
+
+    def __init__(self, eio: Any) -> None:
+        self._eio = eio
+        self._due: deque[tuple[float, Any]] = deque()
+        self._task: asyncio.Task[None] | None = None
+
+    def schedule(self, socket: Any) -> None:
+        """Ping ``socket`` one ping interval from now (engine.io's ``schedule_ping`` calls this)."""
+        loop = asyncio.get_running_loop()
+        self._due.append((loop.time() + self._eio.ping_interval, socket))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run(), name="engineio-pings")
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._due:
+            due, socket = self._due[0]
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+                continue
+            self._due.popleft()
+            if not socket.closing and not socket.closed:
+                socket.last_ping = time.time()
+                try:
+                    await socket.send(engineio.packet.Packet(engineio.packet.PING))
+                except Exception:  # noqa: BLE001 - one connection must not stop everyone's heartbeat
+                    log.exception("ping to %s failed", socket.sid)
+
+    async def close(self) -> None:
+        self._due.clear()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
 class WebSocketHook:
     """Installs the lean transport objects on one engine.io server and tracks its websockets."""
 
@@ -194,6 +254,7 @@ class WebSocketHook:
         self.nodelay = nodelay
         self.handlers: dict[str, tornado.websocket.WebSocketHandler] = {}
         self.on_close: list[Callable[[str], None]] = []
+        self.pings = PingWheel(eio)
         base = eio._async["websocket"]
         hook = self
 
@@ -218,6 +279,19 @@ class WebSocketHook:
         eio._async = dict(eio._async, websocket=HookedWebSocket, translate_request=translate_request)
         # Every engine.io socket takes its send queue from its server's create_queue.
         eio.create_queue = LeanQueue
+        # engine.io's schedule_ping starts _send_ping through its server's start_background_task.
+        start_background_task = eio.start_background_task
+
+        def start_task_or_schedule_ping(target: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(target, "__func__", None) is engineio.async_socket.AsyncSocket._send_ping:
+                self.pings.schedule(target.__self__)
+                return None
+            return start_background_task(target, *args, **kwargs)
+
+        eio.start_background_task = start_task_or_schedule_ping
+
+    async def close(self) -> None:
+        await self.pings.close()
 
 
 def without_context_takeover(extensions: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ def settings(tmp_path: Path) -> Settings:
 
 async def _stop_server(srv: RacedashServer) -> None:
     await srv.stop()
-    # engine.io starts a 25 s ping sleeper per socket that nothing cancels on
-    # shutdown; a real process simply exits, but a test loop would close with
-    # them pending and print "Task was destroyed but it is pending!".
-    for task in asyncio.all_tasks():
-        if "_send_ping" in getattr(task.get_coro(), "__qualname__", ""):
-            task.cancel()
 
 
 def _run_server(io_loop, settings: Settings):

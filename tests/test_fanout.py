@@ -83,6 +83,10 @@ FINGERPRINTS = {
     "engineio AsyncServer.create_queue": (engineio.async_server.AsyncServer.create_queue, "5ff5673a0c"),
     "engineio BaseSocket.__init__": (engineio.base_socket.BaseSocket.__init__, "8532b631a4"),
     "engineio AsyncSocket.close": (engineio.async_socket.AsyncSocket.close, "faa2e93902"),
+    # racedash.transport.PingWheel: one task sends what _send_ping would, when schedule_ping asks.
+    "engineio AsyncSocket.schedule_ping": (engineio.async_socket.AsyncSocket.schedule_ping, "fe31663915"),
+    "engineio AsyncSocket._send_ping": (engineio.async_socket.AsyncSocket._send_ping, "67db82a704"),
+    "engineio AsyncServer.start_background_task": (engineio.async_server.AsyncServer.start_background_task, "c873562535"),
     "engineio tornado translate_request": (engineio.async_drivers.tornado.translate_request, "8a4822d6b3"),
     "engineio tornado get_tornado_handler": (engineio.async_drivers.tornado.get_tornado_handler, "54f7f834cc"),
 }

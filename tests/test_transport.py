@@ -156,3 +156,74 @@ async def test_environ_has_what_engineio_builds_but_its_constants(method):
             assert ours[key] == "192.168.1.20"  # engine.io says 127.0.0.1 for everyone
         else:
             assert ours[key] == theirs[key], key
+
+
+# -- heartbeat: one ping task per server -----------------------------------------------------
+async def test_pings_keep_answering_clients_and_drop_silent_ones(server, clients):
+    import aiohttp
+    import engineio.packet
+
+    from tests.helpers import Client
+
+    eio = server.app.sio.eio
+    eio.ping_interval, eio.ping_timeout = 0.2, 0.4
+    alive = Client(server.url)
+    clients.append(alive)
+    await alive.connect()
+    alive_socket = next(iter(eio.sockets.values()))
+    sent_to_alive = []
+    send = alive_socket.send
+
+    async def counting_send(pkt):
+        sent_to_alive.append(pkt.packet_type)
+        await send(pkt)
+
+    alive_socket.send = counting_send
+    async with aiohttp.ClientSession() as http:
+        ws_url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        async with http.ws_connect(ws_url) as silent:
+            assert (await silent.receive_str(timeout=5)).startswith("0")
+            await silent.send_str("40")
+            assert len(eio.sockets) == 2
+            assert (await silent.receive_str(timeout=5)).startswith("40")
+            assert await silent.receive_str(timeout=1) == "2"  # pinged one interval after connecting
+            await asyncio.sleep(1.2)  # it never answers: closed after the ping timeout, like engine.io does
+            assert (await silent.receive(timeout=1)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert len(eio.sockets) == 1
+    assert alive.sio.connected, "the client that answered its pings was dropped"
+    assert sent_to_alive.count(engineio.packet.PING) >= 3, "the answering client was not pinged every interval"
+    # No per-connection ping task: one task sends them all.
+    assert not [t for t in asyncio.all_tasks() if "_send_ping" in getattr(t.get_coro(), "__qualname__", "")]
+    assert len([t for t in asyncio.all_tasks() if t.get_name() == "engineio-pings"]) <= 1
+
+
+async def test_a_failing_ping_does_not_stop_the_others(server, clients, caplog):
+    from tests.helpers import Client
+
+    eio = server.app.sio.eio
+    eio.ping_interval, eio.ping_timeout = 0.1, 1.0
+    viewers = [await Client(server.url).connect() for _ in range(2)]
+    clients.extend(viewers)
+    broken = next(iter(eio.sockets.values()))
+
+    async def fail(pkt):
+        raise RuntimeError("this connection's queue is broken")
+
+    broken.send = fail
+    await asyncio.sleep(0.5)
+    assert "ping to" in caplog.text
+    assert len(server.app.transport.pings) >= 1
+    assert all(v.sio.connected for v in viewers)
+
+
+async def test_pings_stop_with_the_server(io_loop, settings):
+    from racedash.server import RacedashServer
+    from tests.helpers import Client
+
+    srv = await RacedashServer(settings).start()
+    client = await Client(srv.url).connect()
+    assert len(srv.app.transport.pings) == 1
+    await client.close()
+    await srv.stop()
+    assert len(srv.app.transport.pings) == 0
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "engineio-pings"]
