@@ -291,6 +291,10 @@ class SlowSpec:
     seconds: float
     rcvbuf: int = 4096
     rcvbuf_after: int = 1 << 20  # its network is back: a normal receive window again
+    # A control run: the same viewer and load, but it keeps reading. The server's RSS also moves
+    # for reasons of its own (the history ring and the recording churn the heap); what the
+    # slow viewer costs is the growth of the paused run minus the control's.
+    control: bool = False
 
 
 def _viewer_process(port: int, sessions: list[str], slow: SlowSpec | None, deflate: bool, pipe: Connection) -> None:
@@ -347,7 +351,8 @@ async def _viewer_main(port: int, sessions: list[str], slow: SlowSpec | None, de
         async def pause_then_resume() -> None:
             await asyncio.sleep(max(0.0, t_start + slow.after - time.time()))
             slow_viewer.paused_at = time.time()
-            slow_viewer.conn.pause()
+            if not slow.control:
+                slow_viewer.conn.pause()
             await asyncio.sleep(slow.seconds)
             slow_viewer.resumed = True
             sock = slow_viewer.conn.transport.get_extra_info("socket")
@@ -550,6 +555,7 @@ def run_point(
         window = rss_samples[i0 : i1 + 1] or rss_samples
         sid = slow_result["session_id"]
         out["slow_consumer"] = {
+            "control": point.slow.control,
             "paused_seconds": point.slow.seconds,
             "frame_bytes": len(orjson.dumps(dict(telemetry_template(), padding="x" * point.padding, n=0, send_ts=0.0))),
             "rcvbuf": point.slow.rcvbuf,
