@@ -77,6 +77,8 @@ def run_suite(args: argparse.Namespace) -> list[dict]:
         # show in a window spanning it.
         for p, v, r in sorted(LATENCY_POINTS):
             run("racedash", Point(p, v, r, args.long, viewer_procs=2, label=f"({p},{v},{r}) {args.long:g}s"))
+        # Recording's cost at (10,20,50) is a few percent: a 6 s pair is within run-to-run noise.
+        run("racedash", Point(10, 20, 50, args.long, viewer_procs=2, label=f"(10,20,50) {args.long:g}s"), NO_RECORDING, "racedash, recording off")
         gc_point = Point(50, 20, 2, d, viewer_procs=2, label="GC (50,20,2)")
         for variant, settings in GC_VARIANTS.items():
             run("racedash", gc_point, settings, variant)
@@ -241,12 +243,15 @@ def targets(results: list[dict], args: argparse.Namespace) -> list[str]:
             f"{measured}; received {sc['frames_received']} of {sc['frames_sent']}, caught up: {sc['caught_up']}",
             sc["caught_up"] and cost <= 1.0,
         )
-    off = _find(results, "(10,20,50)", "racedash, recording off")
-    if rd and off:
-        extra = rd["cpu_us_per_frame"] / off["cpu_us_per_frame"] - 1
+    long_label = f"(10,20,50) {args.long:g}s"
+    on, off = _find(results, long_label, "racedash"), _find(results, long_label, "racedash, recording off")
+    if not (on and off):  # a run saved before the long pair existed
+        on, off = rd, _find(results, "(10,20,50)", "racedash, recording off")
+    if on and off:
+        extra = on["cpu_us_per_frame"] / off["cpu_us_per_frame"] - 1
         row(
             "recording on vs off ≤ 10% more server CPU at (10,20,50)",
-            f"{rd['cpu_us_per_frame']} vs {off['cpu_us_per_frame']} µs per delivered frame: {extra:+.0%}",
+            f"{on['cpu_us_per_frame']} vs {off['cpu_us_per_frame']} µs per delivered frame over {on['D']:g} s: {extra:+.0%}",
             extra <= 0.10,
         )
     return lines

@@ -1,0 +1,49 @@
+"""How racedash plugs into engine.io's Tornado transport: what one connection costs.
+
+A public broadcast brings thousands of viewers to one process, each holding a
+connection that is idle between frames. engine.io's Tornado driver gives every
+connection objects sized for a busy one; racedash replaces the heavy ones with
+smaller equivalents, per server (engine.io's driver table is copied, nothing
+module-wide is patched):
+
+* :class:`LeanQueue` stands in for ``asyncio.Queue`` as engine.io's send queue
+  and the Tornado handler's receive queue. ``asyncio.Queue`` allocates four
+  deques (about 2.5 KB) up front; an idle connection's queues are empty. Its
+  ``get`` is a plain future, so engine.io's ``wait_for(queue.get(), ...)``
+  parks no extra task per idle connection.
+* :func:`translate_request` builds the WSGI-style environ engine.io and
+  python-socketio read, without defining a new class per request (2.5 KB
+  each, kept alive by the environ python-socketio stores for every
+  connection), without constant entries nobody reads, with interned keys.
+* :class:`WebSocketHook` keeps each websocket's Tornado handler by engine.io
+  sid (the fan-out writes to it), drops what only the handshake needed, and
+  sets ``TCP_NODELAY``: neither Tornado nor engine.io does, and Nagle's
+  algorithm with delayed ACKs holds small frames back by tens of milliseconds.
+* :class:`PingWheel` sends every connection's heartbeat pings from one task
+  instead of a task per connection re-created every ping interval.
+* :func:`socketio_handler` negotiates permessage-deflate *without context
+  takeover*: every message is compressed on its own, so the fan-out compresses
+  a frame once per room instead of once per viewer, and a browser connection
+  keeps no zlib state (a persistent compressor is ~256 KB per connection).
+
+One module per piece; tests/test_fanout.py pins the engine.io and Tornado
+internals they rely on.
+"""
+
+from racedash.transport.environ import RequestBody, translate_request
+from racedash.transport.handler import NoContextTakeoverProtocol, socketio_handler, without_context_takeover
+from racedash.transport.pings import PingWheel
+from racedash.transport.queues import LeanQueue
+from racedash.transport.websocket import WebSocketHook, forget_handshake
+
+__all__ = [
+    "LeanQueue",
+    "NoContextTakeoverProtocol",
+    "PingWheel",
+    "RequestBody",
+    "WebSocketHook",
+    "forget_handshake",
+    "socketio_handler",
+    "translate_request",
+    "without_context_takeover",
+]
