@@ -23,6 +23,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol
 
+import orjson
+
 from racedash.ids import new_session_id, new_token
 
 log = logging.getLogger(__name__)
@@ -32,16 +34,51 @@ SETUP_HISTORY = 50
 TELEMETRY = "telemetry"
 
 
-@dataclass(slots=True)
 class Frame:
-    """One accepted event of a session, as recorded and broadcast."""
+    """One accepted event of a session, as recorded and broadcast.
 
-    seq: int
-    kind: str
-    received: float  # server receive time, epoch seconds
-    payload: dict
-    # The payload as JSON when the live path already encoded it (recorded as is).
-    data_json: bytes | None = None
+    ``data_json`` is the payload as JSON when the live path already encoded it
+    (recorded as is). Once a telemetry frame has been broadcast, the ring keeps
+    only that JSON (:meth:`compact`): a decoded ~1 KB telemetry payload is
+    about 11 KB of Python objects, most of them tracked by the garbage
+    collector, and a ring holds 1,200 frames per session. ``payload`` decodes
+    it again when a late joiner's catch-up or history asks (the JSON came from
+    that payload, so it decodes to an equal one).
+    """
+
+    __slots__ = ("seq", "kind", "received", "_payload", "data_json")
+
+    def __init__(self, seq: int, kind: str, received: float, payload: dict | None = None, data_json: bytes | None = None) -> None:
+        if payload is None and data_json is None:
+            raise ValueError("a frame needs its payload or its JSON")
+        self.seq = seq
+        self.kind = kind
+        self.received = received  # server receive time, epoch seconds
+        self._payload = payload
+        self.data_json = data_json
+
+    @property
+    def payload(self) -> dict:
+        if self._payload is not None:
+            return self._payload
+        assert self.data_json is not None
+        return orjson.loads(self.data_json)
+
+    def compact(self) -> None:
+        """Keep only the JSON, when there is one."""
+        if self.data_json is not None:
+            self._payload = None
+            # orjson's output keeps its whole write buffer (8 KB for a 1 KB
+            # payload); a copy is allocated at its size.
+            self.data_json = bytes(memoryview(self.data_json))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Frame):
+            return NotImplemented
+        return (self.seq, self.kind, self.received, self.payload) == (other.seq, other.kind, other.received, other.payload)
+
+    def __repr__(self) -> str:
+        return f"Frame(seq={self.seq}, kind={self.kind!r}, received={self.received})"
 
 
 class FrameSink(Protocol):
@@ -218,12 +255,16 @@ class SessionRegistry:
             session.setup = frame
             session.setups.append(frame)
         else:
+            if session.telemetry is not None:
+                session.telemetry.compact()  # broadcast already: the ring keeps its JSON only
             session.telemetry = frame
         session.recent.append(frame)
         session.last_publish_monotonic = time.monotonic()
         if sid is not None:
             session.publisher_sid = sid
         self._sink.append(session.id, frame)
+        if kind == SETUP and frame.data_json is not None:
+            frame.data_json = None  # recorded; setups are kept as dicts (few, and sent whole to joiners)
         return frame
 
     # -- connections ----------------------------------------------------------

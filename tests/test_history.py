@@ -196,3 +196,26 @@ async def test_with_recording_off_nothing_is_written_and_the_ring_serves_joins(t
     assert join["missed"] is None
     history = (await behind.wait_for("telemetry_history"))[0]
     assert [p["seq"] for p in history["frames"]] == [7, 8, 9, 10, 11]
+
+
+def test_the_ring_keeps_broadcast_telemetry_as_json_only():
+    """A decoded telemetry payload is ~11 KB of objects the collector scans; its JSON ~1 KB."""
+    import orjson
+
+    from racedash.sessions import SessionRegistry
+
+    registry = SessionRegistry(token_for=lambda session_id: "token", ring_size=100)
+    session = registry.create()
+    payloads = [{"session_id": session.id, "telemetry": {"lap": i, "fuel": 27.5 - i / 10, "tire_temps": {"fl": 80.1}}} for i in range(5)]
+    setup = {"session_id": session.id, "timestamp": "2025-11-22T17:16:45.160430Z", "setup": {"a": 1}}
+    registry.publish(session, "setup", setup, "sid", orjson.dumps(setup))
+    frames = [registry.publish(session, "telemetry", p, "sid", orjson.dumps(p)) for p in payloads]
+    assert [f._payload for f in frames[:-1]] == [None] * 4, "older telemetry frames still hold their dicts"
+    assert frames[-1]._payload is payloads[-1]  # the newest is the live state, kept as is
+    assert session.setup._payload is setup  # setups are few, and sent whole to every joiner
+    assert [f.payload for f in session.frames_after(0)] == [setup, *payloads]  # decoded back, equal
+    unrecorded = registry.publish(session, "telemetry", {"telemetry": {"lap": 9}}, "sid")
+    registry.publish(session, "telemetry", {"telemetry": {"lap": 10}}, "sid")
+    assert unrecorded.payload == {"telemetry": {"lap": 9}}  # nothing to decode from: kept
+    with pytest.raises(ValueError):
+        Frame(seq=1, kind="telemetry", received=1.0)
