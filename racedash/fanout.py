@@ -247,18 +247,17 @@ class FanoutBroadcaster:
             and sock.upgraded
             and not sock.upgrading
             and sock.queue._unfinished_tasks == 0
+            # A compressor keeping context between messages (never negotiated by
+            # racedash.transport) could not share bytes: engine.io's path serves it.
+            and (conn._compressor is None or conn._compressor._compressor is None)
         ):
             try:
-                compressor = conn._compressor
-                if compressor is None:
+                if conn._compressor is None:
                     send_now(conn.stream, frame.ws_frame)
-                elif compressor._compressor is None:
-                    # permessage-deflate without context takeover (browsers; see
-                    # racedash.transport): the same bytes for every such viewer.
-                    send_now(conn.stream, frame.deflated_ws_frame(compressor))
                 else:
-                    # A connection keeping compression context: compressed for it alone.
-                    conn._write_frame(True, 0x1, compressor.compress(frame.payload), flags=conn.RSV1)
+                    # permessage-deflate without context takeover (browsers): the same
+                    # bytes for every such viewer.
+                    send_now(conn.stream, frame.deflated_ws_frame(conn._compressor))
                 self.stats.direct += 1
             except tornado.iostream.StreamClosedError:
                 pass  # the connection just went away; engine.io reports the disconnect

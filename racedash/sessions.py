@@ -72,11 +72,6 @@ class Frame:
             # payload); a copy is allocated at its size.
             self.data_json = bytes(memoryview(self.data_json))
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Frame):
-            return NotImplemented
-        return (self.seq, self.kind, self.received, self.payload) == (other.seq, other.kind, other.received, other.payload)
-
     def __repr__(self) -> str:
         return f"Frame(seq={self.seq}, kind={self.kind!r}, received={self.received})"
 

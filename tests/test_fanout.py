@@ -68,7 +68,6 @@ FINGERPRINTS = {
     "socketio basic_enter_room": (socketio.base_manager.BaseManager.basic_enter_room, "3f509586d2"),
     "socketio AsyncManager.emit": (socketio.async_manager.AsyncManager.emit, "01ccd5b82b"),
     "tornado WebSocketProtocol13.write_message": (tornado.websocket.WebSocketProtocol13.write_message, "e085015d2f"),
-    "tornado WebSocketProtocol13._write_frame": (tornado.websocket.WebSocketProtocol13._write_frame, "5972981bcb"),
     "tornado BaseIOStream.write": (tornado.iostream.BaseIOStream.write, "359435fb31"),
     # send_now: an empty _write_buffer means Tornado holds nothing unsent; IOStream sends with socket.send.
     "tornado BaseIOStream._handle_write": (tornado.iostream.BaseIOStream._handle_write, "c8c2c5ebdc"),

@@ -17,10 +17,9 @@ from racedash.transport import LeanQueue, RequestBody, without_context_takeover
 
 async def test_lean_queue_is_fifo_and_counts_unfinished_items():
     queue = LeanQueue()
-    assert queue.empty() and queue.qsize() == 0
     for item in ("a", "b", "c"):
         await queue.put(item)
-    assert queue.qsize() == 3 and queue._unfinished_tasks == 3
+    assert len(queue._items) == 3 and queue._unfinished_tasks == 3
     assert [await queue.get(), queue.get_nowait(), await queue.get()] == ["a", "b", "c"]
     with pytest.raises(asyncio.QueueEmpty):
         queue.get_nowait()
@@ -37,7 +36,7 @@ async def test_lean_queue_hands_an_item_to_a_waiting_getter():
     await asyncio.sleep(0)
     queue.put_nowait("x")
     assert await getter == "x"
-    assert queue.empty()
+    assert queue._items is None
 
 
 async def test_lean_queue_skips_getters_cancelled_by_a_timeout():

@@ -26,12 +26,6 @@ class LeanQueue:
         # Same name and meaning as asyncio.Queue's: items put and not yet task_done().
         self._unfinished_tasks = 0
 
-    def qsize(self) -> int:
-        return len(self._items) if self._items else 0
-
-    def empty(self) -> bool:
-        return not self._items
-
     def put_nowait(self, item: Any) -> None:
         self._unfinished_tasks += 1
         getters = self._getters
