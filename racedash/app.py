@@ -144,7 +144,7 @@ def make_app(settings: Settings) -> Racedash:
         store.live_summaries = recorder.live_summaries
         recording_hooks = {"sink": recorder, "restore": recorder.restore}
     registry = SessionRegistry(token_for=rights.token_for, ring_size=settings.ring_frames, **recording_hooks)
-    transport = WebSocketHook(sio.eio, nodelay=settings.tcp_nodelay)
+    transport = WebSocketHook(sio.eio, nodelay=settings.tcp_nodelay, driven=settings.websocket_driver)
     broadcaster = make_broadcaster(sio, transport, settings)
     status = ServerStatus(registry)
     if recorder is not None:

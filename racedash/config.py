@@ -120,6 +120,9 @@ class Settings:
     fast_fanout: bool = _setting(
         True, "write each room frame, built once, straight to upgraded websockets (off: stock python-socketio emits)"
     )
+    websocket_driver: bool = _setting(
+        True, "run each websocket from Tornado's callbacks (off: engine.io's reader and writer task per connection)"
+    )
     tcp_nodelay: bool = _setting(True, "set TCP_NODELAY on websocket connections (Nagle adds tens of ms to small frames)")
     slow_consumer_max_bytes: int = _setting(
         524_288, "unsent bytes a viewer may hold in the server before it only gets the latest state (fast fan-out)"

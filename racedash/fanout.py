@@ -42,9 +42,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-import zlib
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any, Callable
 
 import engineio.packet
@@ -53,21 +51,17 @@ import socketio
 import tornado.iostream
 
 from racedash.transport import WebSocketHook
+from racedash.transport.frames import (
+    RSV1,
+    TEXT_FIN,
+    compressor_key,
+    deflate_message,
+    send_now,
+    websocket_frame,
+)
+from racedash.transport.versions import VERIFIED_VERSIONS, installed_versions, versions_verified
 
 log = logging.getLogger(__name__)
-
-VERIFIED_VERSIONS = {"python-socketio": "5.18.1", "python-engineio": "4.15.1", "tornado": "6.6.1"}
-
-_TEXT_FIN = 0x80 | 0x1  # FIN + text opcode
-_RSV1 = 0x40  # permessage-deflate: the payload is compressed
-
-
-def installed_versions() -> dict[str, str]:
-    return {name: metadata.version(name) for name in VERIFIED_VERSIONS}
-
-
-def versions_verified() -> bool:
-    return installed_versions() == VERIFIED_VERSIONS
 
 
 def encode_event(event: str, data: Any) -> bytes:
@@ -82,25 +76,6 @@ def encode_event(event: str, data: Any) -> bytes:
     except TypeError:
         body = json.dumps([event, data], separators=(",", ":")).encode()
     return b"42" + body
-
-
-def websocket_frame(payload: bytes, first_byte: int = _TEXT_FIN) -> bytes:
-    """An unmasked, unfragmented server text frame (RFC 6455 5.2)."""
-    n = len(payload)
-    if n < 126:
-        head = bytes((first_byte, n))
-    elif n <= 0xFFFF:
-        head = bytes((first_byte, 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((first_byte, 127)) + n.to_bytes(8, "big")
-    return head + payload
-
-
-def deflate_message(payload: bytes, wbits: int, level: int, mem_level: int) -> bytes:
-    """One message compressed on its own (no context takeover, RFC 7692 7.2.1)."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -wbits, mem_level)
-    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    return data[:-4]  # drop the 00 00 ff ff tail, as the RFC asks
 
 
 class _Frame:
@@ -123,12 +98,12 @@ class _Frame:
 
     def deflated_ws_frame(self, compressor: Any) -> bytes:
         """The compressed frame for connections whose compressor has these parameters."""
-        key = (compressor._max_wbits, compressor._compression_level, compressor._mem_level)
+        key = compressor_key(compressor)
         if self._deflated is None:
             self._deflated = {}
         frame = self._deflated.get(key)
         if frame is None:
-            frame = self._deflated[key] = websocket_frame(deflate_message(self.payload, *key), _TEXT_FIN | _RSV1)
+            frame = self._deflated[key] = websocket_frame(deflate_message(self.payload, *key), TEXT_FIN | RSV1)
         return frame
 
     @property
@@ -280,27 +255,6 @@ class FanoutBroadcaster:
         # Closing the stream frees its buffer at once; engine.io then sees the
         # connection end and runs the normal disconnect handling.
         conn.stream.close()
-
-
-def send_now(stream: tornado.iostream.IOStream, data: bytes) -> None:
-    """Write ``data`` to the stream's socket now, or queue it behind what Tornado still holds.
-
-    ``IOStream.write`` costs a Future, a done-callback and a loop callback per
-    call, more than the loopback ``send()`` itself. When Tornado holds nothing
-    unsent for this stream, the bytes go to the socket directly; whatever the
-    socket does not take (or an error) goes through ``IOStream.write``, which
-    buffers it, or closes the stream and reports the error as usual.
-    """
-    if not stream._write_buffer and type(stream) is tornado.iostream.IOStream:
-        try:
-            sent = stream.socket.send(data)
-        except OSError:  # EAGAIN, or a broken connection Tornado should see
-            sent = 0
-        if sent == len(data):
-            return
-        if sent:
-            data = data[sent:]
-    stream.write(data)
 
 
 def make_broadcaster(sio: socketio.AsyncServer, hook: WebSocketHook, settings: Any) -> Any:

@@ -38,6 +38,10 @@ def socketio_handler(sio: socketio.AsyncServer, origins: list[str] | None) -> ty
     base = socketio.get_tornado_handler(sio)
 
     class SocketIOHandler(base):  # type: ignore[misc, valid-type]
+        # Set while a racedash.transport.driver.WebSocketDriver runs this websocket:
+        # messages and the close go to it instead of engine.io's reader.
+        driver: Any = None
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.receive_queue = LeanQueue()
@@ -52,8 +56,17 @@ def socketio_handler(sio: socketio.AsyncServer, origins: list[str] | None) -> ty
 
         def on_message(self, message: str | bytes) -> None:
             # Synchronous: an async on_message makes Tornado wrap every inbound
-            # message in a task, and the queue is unbounded anyway.
-            self.receive_queue.put_nowait(message)
+            # message in a task.
+            if self.driver is not None:
+                self.driver.on_message(message)
+            else:
+                self.receive_queue.put_nowait(message)
+
+        def on_close(self) -> None:
+            if self.driver is not None:
+                self.driver.transport_closed()
+            else:
+                super().on_close()  # engine.io's: None on the receive queue
 
         def check_origin(self, origin: str) -> bool:
             # engine.io's Tornado driver accepts any origin on the WebSocket

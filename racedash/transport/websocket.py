@@ -9,6 +9,7 @@ import tornado.httputil
 import tornado.web
 import tornado.websocket
 
+from racedash.transport.driver import WebSocketDriver
 from racedash.transport.environ import translate_request
 from racedash.transport.pings import PingWheel
 from racedash.transport.queues import LeanQueue
@@ -32,8 +33,10 @@ def forget_handshake(handler: tornado.websocket.WebSocketHandler) -> None:
 class WebSocketHook:
     """Installs the lean transport objects on one engine.io server and tracks its websockets."""
 
-    def __init__(self, eio: Any, *, nodelay: bool = True) -> None:
+    def __init__(self, eio: Any, *, nodelay: bool = True, driven: bool = True) -> None:
         self.nodelay = nodelay
+        # WebSocketDriver instead of engine.io's reader and writer tasks (False: engine.io's, for comparisons).
+        self.driven = driven
         self.handlers: dict[str, tornado.websocket.WebSocketHandler] = {}
         self.on_close: list[Callable[[str], None]] = []
         self.pings = PingWheel(eio)
@@ -47,10 +50,16 @@ class WebSocketHook:
                 if hook.nodelay:
                     handler.set_nodelay(True)
                 # self.handler is the engine.io socket's bound _websocket_handler.
-                sid = self.handler.__self__.sid
+                socket = self.handler.__self__
+                sid = socket.sid
                 hook.handlers[sid] = handler
                 try:
-                    return await super().__call__(environ)
+                    if not hook.driven:
+                        return await super().__call__(environ)
+                    # What engine.io's WebSocket.__call__ keeps, for ws.wait() and ws.send().
+                    self.tornado_handler = handler
+                    self.environ = environ
+                    return await WebSocketDriver(socket, handler).run(self)
                 finally:
                     if hook.handlers.get(sid) is handler:
                         del hook.handlers[sid]
