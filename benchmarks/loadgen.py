@@ -134,7 +134,8 @@ class ServerProcess:
             pyspy = Path(sys.executable).with_name("py-spy")
             cmd = [str(pyspy), "record", "-r", "200", "-f", "raw", "-o", str(profile), "--", *cmd]
         self.gc_log = tempfile.NamedTemporaryFile(prefix="racedash-gc-", suffix=".json", delete=False).name
-        env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_GC_LOG=self.gc_log)
+        self.stall_log = tempfile.NamedTemporaryFile(prefix="racedash-stalls-", suffix=".json", delete=False).name
+        env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_GC_LOG=self.gc_log, BENCH_STALL_LOG=self.stall_log)
         # The server's log goes to a file: shutdown with clients still attached is noisy.
         log_dir = ROOT / "benchmarks" / "results"
         log_dir.mkdir(exist_ok=True)
@@ -186,6 +187,18 @@ class ServerProcess:
         # The long ones: [time in the window s, generation, wall ms, CPU ms].
         out["over_5ms"] = [[round(t - t0, 2), gen, round(s * 1000, 1), round(c * 1000, 1)] for t, gen, s, c in pauses if s > 0.005]
         return out
+
+    def loop_stalls(self, t0: float, t1: float) -> list[list[float]]:
+        """The event loop's late returns over 10 ms between t0 and t1: [s into the window, ms late, process CPU ms]."""
+        try:
+            with open(self.stall_log) as f:
+                stalls = [s for s in json.load(f) if t0 <= s[0] <= t1]
+        except (OSError, ValueError):
+            return []
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self.stall_log)
+        return [[round(t - t0, 2), round(late * 1000, 1), round(cpu * 1000, 1)] for t, late, cpu in stalls]
 
     def stop(self) -> None:
         try:
@@ -303,12 +316,13 @@ def _viewer_process(port: int, sessions: list[str], slow: SlowSpec | None, defla
 
 
 class _Viewer:
-    __slots__ = ("session_id", "seen", "latencies", "joined", "conn", "after_resume", "resumed", "paused_at")
+    __slots__ = ("session_id", "seen", "latencies", "sent_at", "joined", "conn", "after_resume", "resumed", "paused_at")
 
-    def __init__(self, session_id: str, latencies: array) -> None:
+    def __init__(self, session_id: str, latencies: array, sent_at: array) -> None:
         self.session_id = session_id
         self.seen = array("l")
         self.latencies = latencies
+        self.sent_at = sent_at
         self.joined: asyncio.Future = asyncio.get_running_loop().create_future()
         self.conn: wsclient.SioConnection | None = None
         self.after_resume = array("l")
@@ -321,6 +335,7 @@ class _Viewer:
             if "send_ts" in telemetry:
                 self.seen.append(telemetry["n"])
                 self.latencies.append(now - telemetry["send_ts"])
+                self.sent_at.append(telemetry["send_ts"])
                 if self.resumed:
                     self.after_resume.append(telemetry["n"])
         elif name == "setup_update" and not self.joined.done():
@@ -329,9 +344,9 @@ class _Viewer:
 
 async def _viewer_main(port: int, sessions: list[str], slow: SlowSpec | None, deflate: bool, pipe: Connection) -> None:
     latencies = array("d")
-    slow_latencies = array("d")
-    viewers = [_Viewer(s, latencies) for s in sessions]
-    slow_viewer = _Viewer(sessions[0], slow_latencies) if slow else None
+    sent_at = array("d")  # each latency's frame, by its send time
+    viewers = [_Viewer(s, latencies, sent_at) for s in sessions]
+    slow_viewer = _Viewer(sessions[0], array("d"), array("d")) if slow else None
     gate = asyncio.Semaphore(64)  # the server's accept backlog is small: connect in waves
 
     async def open_viewer(v: _Viewer, rcvbuf: int | None = None) -> None:
@@ -366,6 +381,7 @@ async def _viewer_main(port: int, sessions: list[str], slow: SlowSpec | None, de
     result = {
         "viewers": [(v.session_id, v.seen.tobytes()) for v in viewers],
         "latencies": latencies.tobytes(),
+        "sent_at": sent_at.tobytes(),
         "slow": None,
     }
     if slow_viewer is not None:
@@ -489,11 +505,16 @@ def run_point(
                 p.kill()
         server.stop()
     gc_pauses = server.gc_pauses(t0, t1)
+    stalls = server.loop_stalls(t0, t1)
 
     latencies: list[float] = []
+    worst_per_frame: dict[float, float] = {}
     losses, dups, received = [], [], 0
     for res in results:
         latencies.extend(array("d", res["latencies"]))
+        for sent_ts, latency in zip(array("d", res["sent_at"]), array("d", res["latencies"])):
+            if latency > worst_per_frame.get(sent_ts, 0.0):
+                worst_per_frame[sent_ts] = latency
         for session_id, seen_bytes in res["viewers"]:
             seen = array("l", seen_bytes)
             unique = len(set(seen))
@@ -520,6 +541,12 @@ def run_point(
             "p50": round(_percentile(latencies, 0.50) * 1000, 3),
             "p99": round(_percentile(latencies, 0.99) * 1000, 3),
             "max": round(latencies[-1] * 1000, 3) if latencies else None,
+            # The five slowest frames: [seconds into the run it was sent, worst latency in ms],
+            # to set beside the GC log and engine.io's heartbeat rounds (every 25 s).
+            "slowest": [
+                [round(sent_ts - t0, 2), round(latency * 1000, 1)]
+                for sent_ts, latency in sorted(worst_per_frame.items(), key=lambda item: -item[1])[:5]
+            ],
         },
         "loss": {"total": sum(losses), "max_per_viewer": max(losses) if losses else 0},
         "duplicates": {"total": sum(dups), "max_per_viewer": max(dups) if dups else 0},
@@ -533,6 +560,8 @@ def run_point(
         # Whole-life CPU of the client processes over the window: shows whether the clients kept up.
         "client_cpu_util": client_cpu,
         "server_gc": gc_pauses,
+        # The event loop's stalls over 10 ms, worst first (at most 10): [s into the run, ms late, CPU ms].
+        "loop_stalls": {"count": len(stalls), "worst": sorted(stalls, key=lambda s: -s[1])[:10]},
         "rss_mb": {
             "start": round(rss_start / 1024, 1),
             "before_viewers": round(rss_before_viewers / 1024, 1),

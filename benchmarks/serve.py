@@ -47,6 +47,35 @@ class GcPauses:
             json.dump(self.pauses, f)
 
 
+class LoopStalls:
+    """Records when the event loop came back late: how late, and how much CPU the process used meanwhile.
+
+    A 5 ms sleep that returns more than 10 ms late means nothing else could run
+    on the loop either. CPU time close to the delay: the process was busy (a
+    long callback, a collection); far below it: it waited for a core.
+    """
+
+    def __init__(self, interval: float = 0.005, threshold: float = 0.010) -> None:
+        self.interval, self.threshold = interval, threshold
+        # (end time, seconds late, process CPU seconds over the same span)
+        self.stalls: list[tuple[float, float, float]] = []
+
+    async def run(self) -> None:
+        while True:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            await asyncio.sleep(self.interval)
+            late = time.perf_counter() - start - self.interval
+            if late > self.threshold:
+                self.stalls.append((time.time(), late, time.process_time() - start_cpu))
+
+    def start(self) -> None:
+        asyncio.get_running_loop().create_task(self.run(), name="bench-loop-stalls")
+
+    def dump(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.stalls, f)
+
+
 def raise_fd_limit() -> None:
     """5,000 viewers need more descriptors than the usual soft limit of 1,024."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -62,9 +91,10 @@ async def _wait_for_sigterm() -> None:
     await stop.wait()
 
 
-async def run_baseline() -> None:
+async def run_baseline(stalls: LoopStalls) -> None:
     from benchmarks.baseline_relay import make_relay
 
+    stalls.start()
     app, sio = make_relay()
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", backlog=1024)
     http = tornado.httpserver.HTTPServer(app)
@@ -75,7 +105,7 @@ async def run_baseline() -> None:
     await sio.shutdown()
 
 
-async def run_racedash(overrides: dict[str, str]) -> None:
+async def run_racedash(overrides: dict[str, str], stalls: LoopStalls) -> None:
     from racedash.config import Settings, _coerce
     from racedash.server import serve
 
@@ -86,7 +116,11 @@ async def run_racedash(overrides: dict[str, str]) -> None:
         settings = Settings(**{**base, **changes})
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         # The production entry point: same start-up, GC tuning and SIGTERM handling.
-        await serve(settings, on_ready=lambda server: print(f"READY {server.port}", flush=True))
+        def ready(server) -> None:
+            stalls.start()
+            print(f"READY {server.port}", flush=True)
+
+        await serve(settings, on_ready=ready)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,14 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a racedash setting")
     args = parser.parse_args(argv)
     raise_fd_limit()
-    pauses = GcPauses()
+    pauses, stalls = GcPauses(), LoopStalls()
     if args.kind == "baseline":
-        asyncio.run(run_baseline())
+        asyncio.run(run_baseline(stalls))
     else:
         overrides = dict(item.split("=", 1) for item in args.set)
-        asyncio.run(run_racedash(overrides))
+        asyncio.run(run_racedash(overrides, stalls))
     if os.environ.get("BENCH_GC_LOG"):
         pauses.dump(os.environ["BENCH_GC_LOG"])
+    if os.environ.get("BENCH_STALL_LOG"):
+        stalls.dump(os.environ["BENCH_STALL_LOG"])
     return 0
 
 

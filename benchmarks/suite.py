@@ -31,6 +31,10 @@ LATENCY_POINTS = {(50, 20, 2), (10, 20, 50)}
 STOCK = {"fast_fanout": "false"}
 CONTROL = "racedash, control: it keeps reading"
 NO_RECORDING = {"recording_enabled": "false"}  # every other racedash run records (the default)
+# engine.io's own websocket handler (a reader and a writer task per connection) instead of
+# racedash.transport's driver: the comparison for the long windows, where heartbeats show.
+ENGINEIO_HANDLER = {"websocket_driver": "false"}
+ENGINEIO_VARIANT = "racedash, engine.io's websocket handler"
 GC_VARIANTS = {
     "racedash, GC: Python defaults": {"gc_freeze": "false", "gc_thresholds": ""},
     "racedash, GC: freeze only": {"gc_freeze": "true", "gc_thresholds": ""},
@@ -76,7 +80,10 @@ def run_suite(args: argparse.Namespace) -> list[dict]:
         # connection's waiting futures and coroutines, and the collections that follow only
         # show in a window spanning it.
         for p, v, r in sorted(LATENCY_POINTS):
-            run("racedash", Point(p, v, r, args.long, viewer_procs=2, label=f"({p},{v},{r}) {args.long:g}s"))
+            long_point = Point(p, v, r, args.long, viewer_procs=2, label=f"({p},{v},{r}) {args.long:g}s")
+            run("racedash", long_point)
+            if (p, v, r) == (50, 20, 2):
+                run("racedash", long_point, ENGINEIO_HANDLER, ENGINEIO_VARIANT)
         # Recording's cost at (10,20,50) is a few percent: a 6 s pair is within run-to-run noise.
         run("racedash", Point(10, 20, 50, args.long, viewer_procs=2, label=f"(10,20,50) {args.long:g}s"), NO_RECORDING, "racedash, recording off")
         gc_point = Point(50, 20, 2, d, viewer_procs=2, label="GC (50,20,2)")
@@ -94,6 +101,7 @@ def run_suite(args: argparse.Namespace) -> list[dict]:
         # stock path); its RSS per viewer is measured at (50,20,2) with 1,000 viewers instead.
         conns = Point(args.connections // 100, 100, 2, max(d, args.long), viewer_procs=2, label=f"{args.connections} viewers")
         run("racedash", conns)
+        run("racedash", conns, ENGINEIO_HANDLER, ENGINEIO_VARIANT)
 
         # The history ring is filled first, so RSS growth during the pause is the slow viewer's cost.
         # 4 KB frames at 50 Hz: 12 MB in 60 s, more than the kernel's socket buffers absorb, so
@@ -281,6 +289,22 @@ def render(results: list[dict], args: argparse.Namespace, command: str, elapsed:
         *table(results),
         "",
     ]
+    long_runs = [r for r in results if "error" not in r and r["D"] >= args.long and "slowest" in r["latency_ms"] and "slow_consumer" not in r]
+    if long_runs:
+        parts += [
+            "### Long windows: the slowest frames beside the server's collections",
+            "",
+            "Seconds into the run. engine.io's heartbeat comes every 25 s per connection; viewers that "
+            "connected together are pinged together.",
+            "",
+            "| run | server | five slowest frames: sent at s → worst latency ms | collections over 5 ms: at s, generation, ms |",
+            "|---|---|---|---|",
+        ]
+        for r in long_runs:
+            slowest = ", ".join(f"{t:g} → {ms:g}" for t, ms in r["latency_ms"]["slowest"])
+            pauses = ", ".join(f"{t:g}: gen{gen} {ms:g}" for t, gen, ms, _cpu in r["server_gc"].get("over_5ms", [])) or "none"
+            parts.append(f"| {r['label']} | {r['variant']} | {slowest} | {pauses} |")
+        parts.append("")
     slow = [r for r in results if "slow_consumer" in r]
     if slow:
         parts += [

@@ -226,3 +226,41 @@ async def test_pings_stop_with_the_server(io_loop, settings):
     await srv.stop()
     assert len(srv.app.transport.pings) == 0
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "engineio-pings"]
+
+
+async def test_pings_due_together_leave_the_loop_free_between_batches():
+    """Viewers that connected together are pinged together: the live stream must not wait for all of them."""
+    import types
+
+    from racedash.transport import PingWheel
+
+    sent: list[int] = []
+    progress_when_others_ran: list[int] = []
+
+    class Socket:
+        closing = closed = False
+
+        def __init__(self, sid: int) -> None:
+            self.sid = sid
+
+        async def send(self, pkt) -> None:
+            sent.append(self.sid)  # a driven websocket writes at once: no suspension here
+
+    n = PingWheel.BATCH * 4
+    wheel = PingWheel(types.SimpleNamespace(ping_interval=0.01))
+    for sid in range(n):
+        wheel.schedule(Socket(sid))
+
+    def other_work() -> None:  # a callback per loop turn, as the live stream's would be
+        progress_when_others_ran.append(len(sent))
+        if len(sent) < n:
+            asyncio.get_running_loop().call_soon(other_work)
+
+    asyncio.get_running_loop().call_soon(other_work)
+    for _ in range(100):
+        if len(sent) == n:
+            break
+        await asyncio.sleep(0.005)
+    await wheel.close()
+    assert sent == list(range(n)), "pings out of order or lost"
+    assert any(0 < done < n for done in progress_when_others_ran), "the loop did nothing else until every ping was out"

@@ -21,6 +21,9 @@ module-wide is patched):
   algorithm with delayed ACKs holds small frames back by tens of milliseconds.
 * :class:`PingWheel` sends every connection's heartbeat pings from one task
   instead of a task per connection re-created every ping interval.
+* :class:`WebSocketDriver` runs each websocket from Tornado's callbacks
+  instead of engine.io's reader and writer tasks: an idle connection keeps
+  no task, timer or future of its own waiting, and a heartbeat creates none.
 * :func:`socketio_handler` negotiates permessage-deflate *without context
   takeover*: every message is compressed on its own, so the fan-out compresses
   a frame once per room instead of once per viewer, and a browser connection
@@ -30,6 +33,7 @@ One module per piece; tests/test_fanout.py pins the engine.io and Tornado
 internals they rely on.
 """
 
+from racedash.transport.driver import DirectSendQueue, DrivenSocket, WebSocketDriver
 from racedash.transport.environ import RequestBody, translate_request
 from racedash.transport.handler import NoContextTakeoverProtocol, socketio_handler, without_context_takeover
 from racedash.transport.pings import PingWheel
@@ -37,10 +41,13 @@ from racedash.transport.queues import LeanQueue
 from racedash.transport.websocket import WebSocketHook, forget_handshake
 
 __all__ = [
+    "DirectSendQueue",
+    "DrivenSocket",
     "LeanQueue",
     "NoContextTakeoverProtocol",
     "PingWheel",
     "RequestBody",
+    "WebSocketDriver",
     "WebSocketHook",
     "forget_handshake",
     "socketio_handler",

@@ -28,6 +28,8 @@ class PingWheel:
     ``_send_ping`` does.
     """
 
+    BATCH = 64  # pings sent between two turns of the event loop
+
     def __init__(self, eio: Any) -> None:
         self._eio = eio
         self._due: deque[tuple[float, Any]] = deque()
@@ -45,12 +47,18 @@ class PingWheel:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        sent = 0
         while self._due:
             due, socket = self._due[0]
             if due > loop.time():
                 await asyncio.sleep(due - loop.time())
                 continue
             self._due.popleft()
+            sent += 1
+            if sent % self.BATCH == 0:
+                # Viewers that connected together come due together, and a ping is
+                # written as it is sent: let the live stream through between batches.
+                await asyncio.sleep(0)
             if not socket.closing and not socket.closed:
                 socket.last_ping = time.time()
                 try:
