@@ -21,6 +21,10 @@ normal engine.io way (the socket's queue, drained by its writer task):
   suspension point between ``task_done`` and the writes);
 * the connection is closing.
 
+A websocket run by racedash.transport's driver (the default) never holds
+anything: engine.io's sends to it are written at once, so only the first and
+last rules can apply to it.
+
 Every recipient of one emit is handled synchronously, in one pass, so two
 emits can never interleave on any connection.
 

@@ -207,3 +207,15 @@ async def test_idle_connections_keep_no_task_or_timer_of_their_own(server_with, 
     else:
         assert tasks - tasks_before >= 4 * n - 2
         assert timers - timers_before >= 2 * n - 2
+
+
+def test_the_driver_is_switched_off_on_unverified_versions(monkeypatch, caplog):
+    """It does what engine.io's handler does as of the verified versions; any other version keeps engine.io's."""
+    import socketio
+
+    from racedash.transport import websocket
+
+    monkeypatch.setattr(websocket, "versions_verified", lambda: False)
+    hook = websocket.WebSocketHook(socketio.AsyncServer(async_mode="tornado").eio)
+    assert hook.driven is False
+    assert "websocket driver disabled" in caplog.text

@@ -104,6 +104,8 @@ class WebSocketDriver:
             socket.upgraded = True
         self._done = asyncio.get_running_loop().create_future()
         self._take_over()
+        if socket.closed:  # closed while the upgrade was going on (its ping timed out, say)
+            self.close_transport()
         try:
             await self._done
         finally:

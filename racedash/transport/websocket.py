@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 import engineio.async_socket
@@ -13,6 +14,9 @@ from racedash.transport.driver import WebSocketDriver
 from racedash.transport.environ import translate_request
 from racedash.transport.pings import PingWheel
 from racedash.transport.queues import LeanQueue
+from racedash.transport.versions import VERIFIED_VERSIONS, installed_versions, versions_verified
+
+log = logging.getLogger(__name__)
 
 
 def forget_handshake(handler: tornado.websocket.WebSocketHandler) -> None:
@@ -37,6 +41,10 @@ class WebSocketHook:
         self.nodelay = nodelay
         # WebSocketDriver instead of engine.io's reader and writer tasks (False: engine.io's, for comparisons).
         self.driven = driven
+        if driven and not versions_verified():
+            # The driver does what engine.io's _websocket_handler does, as of the verified versions.
+            log.warning("websocket driver disabled: installed %s, verified %s", installed_versions(), VERIFIED_VERSIONS)
+            self.driven = False
         self.handlers: dict[str, tornado.websocket.WebSocketHandler] = {}
         self.on_close: list[Callable[[str], None]] = []
         self.pings = PingWheel(eio)
