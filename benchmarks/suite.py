@@ -1,6 +1,6 @@
 """The performance suite: every point against the bare baseline, in one run; regenerates README.md.
 
-    PYTHONPATH=$PWD .venv/bin/python -m benchmarks.suite            # ~9 minutes on 2 cores
+    PYTHONPATH=$PWD .venv/bin/python -m benchmarks.suite            # ~16 minutes on 2 cores
     PYTHONPATH=$PWD .venv/bin/python -m benchmarks.suite --quick    # ~4 minutes, shorter runs
 
 Writes one JSON line per run to stdout and to benchmarks/results/<time>.jsonl,
@@ -297,13 +297,15 @@ def render(results: list[dict], args: argparse.Namespace, command: str, elapsed:
             "Seconds into the run. engine.io's heartbeat comes every 25 s per connection; viewers that "
             "connected together are pinged together.",
             "",
-            "| run | server | five slowest frames: sent at s → worst latency ms | collections over 5 ms: at s, generation, ms |",
-            "|---|---|---|---|",
+            "| run | server | five slowest frames: sent at s → worst latency ms | collections over 5 ms: at s, generation, ms | "
+            "event-loop stalls over 10 ms: at s, ms late (process CPU ms meanwhile) |",
+            "|---|---|---|---|---|",
         ]
         for r in long_runs:
             slowest = ", ".join(f"{t:g} → {ms:g}" for t, ms in r["latency_ms"]["slowest"])
             pauses = ", ".join(f"{t:g}: gen{gen} {ms:g}" for t, gen, ms, _cpu in r["server_gc"].get("over_5ms", [])) or "none"
-            parts.append(f"| {r['label']} | {r['variant']} | {slowest} | {pauses} |")
+            stalls = ", ".join(f"{t:g}: {late:g} ({cpu:g})" for t, late, cpu in r.get("loop_stalls", {}).get("worst", [])) or "none"
+            parts.append(f"| {r['label']} | {r['variant']} | {slowest} | {pauses} | {stalls} |")
         parts.append("")
     slow = [r for r in results if "slow_consumer" in r]
     if slow:
