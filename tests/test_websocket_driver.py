@@ -79,6 +79,70 @@ async def test_a_failed_upgrade_closes_the_websocket_and_keeps_polling(server):
             assert (await response.text()).startswith("40"), "the polling transport stopped working"
 
 
+async def test_an_upgrade_without_its_upgrade_packet_closes_the_websocket_and_keeps_polling(server):
+    eio = server.app.sio.eio
+    base = server.url + "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base) as response:
+            sid = engineio.packet.Packet(encoded_packet=await response.text()).data["sid"]
+        async with http.ws_connect(ws_url(server) + "&sid=" + sid) as ws:
+            await ws.send_str("2probe")
+            assert await ws.receive_str(timeout=5) == "3probe"
+            await ws.send_str("4not-the-upgrade")
+            assert await closed(ws)
+        sock = eio.sockets[sid]
+        assert sock.connected and not sock.upgraded and not sock.upgrading
+        async with http.post(base + "&sid=" + sid, data="40") as response:
+            assert response.status == 200
+        async with http.get(base + "&sid=" + sid) as response:
+            # the NOOP that ended the poll during the probe, then the namespace's answer
+            assert "40" in await response.text()
+
+
+async def test_unknown_packets_and_failing_handlers_keep_the_connection(server, caplog):
+    caplog.set_level("INFO", logger="racedash.transport.driver")
+    eio = server.app.sio.eio
+    async with aiohttp.ClientSession() as http:
+        ws = await open_raw(http, server)
+        sock = next(iter(eio.sockets.values()))
+        receive = sock.receive
+        failed = []
+
+        async def fail_once(pkt):
+            if not failed:
+                failed.append(pkt)
+                raise RuntimeError("a handler's bug")
+            await receive(pkt)
+
+        sock.receive = fail_once
+        await ws.send_str('42["nothing",1]')  # its handling fails: logged
+        await eventually(lambda: failed)
+        await ws.send_str("6")  # NOOP: not one a client may send; logged, ignored
+        await ws.send_str("7")  # no such type (engine.io fails on it while logging): logged, ignored
+        await ws.send_str('421["request_session_id",{}]')
+        messages = [await ws.receive_str(timeout=5)]
+        while not messages[-1].startswith("431["):  # the monitor's event comes before the ack
+            messages.append(await ws.receive_str(timeout=5))
+        assert any('"session_id_assigned"' in m for m in messages)
+        assert caplog.text.count("error handling a packet") == 2 and "unknown packet type 6" in caplog.text
+        await ws.close()
+
+
+async def test_direct_send_queue_writes_what_is_put_and_never_holds_anything():
+    import types
+
+    written = []
+    queue = DirectSendQueue(types.SimpleNamespace(send=written.append))
+    queue.put_nowait("a")
+    await queue.put("b")
+    await queue.join()  # returns at once: nothing is ever unfinished
+    assert written == ["a", "b"] and queue._unfinished_tasks == 0
+    with pytest.raises(asyncio.QueueEmpty):
+        queue.get_nowait()
+    with pytest.raises(ValueError):
+        queue.task_done()
+
+
 async def test_client_disconnect_closes_the_socket(server, clients):
     _, _, (viewer,) = await session_with_viewers(server, clients, 1)
     eio = server.app.sio.eio
