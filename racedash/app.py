@@ -198,7 +198,7 @@ def make_app(settings: Settings) -> Racedash:
             (r"/recordings", RecordingsPageHandler, {"access": access}),
             *api_routes(store, access=team_only(access)),
             *replay_routes(replays, access, settings.public_url),
-            (r"/socket.io/", socketio_handler(sio, _cors_origins(settings))),
+            (r"/socket.io/", socketio_handler(sio, _cors_origins(settings), one_read=transport.driven)),
         ],
         template_path=str(paths.templates_dir()),
         static_path=str(paths.static_dir()),

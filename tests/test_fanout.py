@@ -89,6 +89,18 @@ FINGERPRINTS = {
     "engineio AsyncServer.start_background_task": (engineio.async_server.AsyncServer.start_background_task, "c873562535"),
     "engineio tornado translate_request": (engineio.async_drivers.tornado.translate_request, "8a4822d6b3"),
     "engineio tornado get_tornado_handler": (engineio.async_drivers.tornado.get_tornado_handler, "54f7f834cc"),
+    # racedash.transport.driver does what _websocket_handler (above) does, around these.
+    "engineio AsyncSocket.receive": (engineio.async_socket.AsyncSocket.receive, "a91ae36ec2"),
+    "engineio AsyncSocket.handle_get_request": (engineio.async_socket.AsyncSocket.handle_get_request, "05eaae9f0a"),
+    "engineio AsyncSocket._upgrade_websocket": (engineio.async_socket.AsyncSocket._upgrade_websocket, "820b83efe9"),
+    "engineio AsyncSocket.check_ping_timeout": (engineio.async_socket.AsyncSocket.check_ping_timeout, "77616d5ca7"),
+    "engineio AsyncServer._service_task": (engineio.async_server.AsyncServer._service_task, "b6358bda51"),
+    # racedash.transport.reader mirrors _receive_frame and hands messages to _handle_message;
+    # one partial read keeps the stream's read interest (_handle_events).
+    "tornado WebSocketProtocol13._receive_frame": (tornado.websocket.WebSocketProtocol13._receive_frame, "1f0ef857d4"),
+    "tornado WebSocketProtocol13._receive_frame_loop": (tornado.websocket.WebSocketProtocol13._receive_frame_loop, "f97f48daf5"),
+    "tornado WebSocketProtocol13._handle_message": (tornado.websocket.WebSocketProtocol13._handle_message, "61f43d09e0"),
+    "tornado BaseIOStream._handle_events": (tornado.iostream.BaseIOStream._handle_events, "b9464803bd"),
 }
 
 

@@ -24,6 +24,9 @@ module-wide is patched):
 * :class:`WebSocketDriver` runs each websocket from Tornado's callbacks
   instead of engine.io's reader and writer tasks: an idle connection keeps
   no task, timer or future of its own waiting, and a heartbeat creates none.
+* :func:`receive_frames` (``OneReadProtocol``) reads a websocket's frames with
+  one pending read per connection instead of Tornado's read per frame piece,
+  which made the stream re-register with the selector for every message.
 * :func:`socketio_handler` negotiates permessage-deflate *without context
   takeover*: every message is compressed on its own, so the fan-out compresses
   a frame once per room instead of once per viewer, and a browser connection
@@ -35,9 +38,15 @@ internals they rely on.
 
 from racedash.transport.driver import DirectSendQueue, DrivenSocket, WebSocketDriver
 from racedash.transport.environ import RequestBody, translate_request
-from racedash.transport.handler import NoContextTakeoverProtocol, socketio_handler, without_context_takeover
+from racedash.transport.handler import (
+    NoContextTakeoverProtocol,
+    OneReadProtocol,
+    socketio_handler,
+    without_context_takeover,
+)
 from racedash.transport.pings import PingWheel
 from racedash.transport.queues import LeanQueue
+from racedash.transport.reader import receive_frames
 from racedash.transport.websocket import WebSocketHook, forget_handshake
 
 __all__ = [
@@ -45,11 +54,13 @@ __all__ = [
     "DrivenSocket",
     "LeanQueue",
     "NoContextTakeoverProtocol",
+    "OneReadProtocol",
     "PingWheel",
     "RequestBody",
     "WebSocketDriver",
     "WebSocketHook",
     "forget_handshake",
+    "receive_frames",
     "socketio_handler",
     "translate_request",
     "without_context_takeover",

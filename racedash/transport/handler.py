@@ -9,6 +9,7 @@ import tornado.httputil
 import tornado.websocket
 
 from racedash.transport.queues import LeanQueue
+from racedash.transport.reader import receive_frames
 
 _NO_CONTEXT_TAKEOVER = ("server_no_context_takeover", "client_no_context_takeover")
 
@@ -33,8 +34,20 @@ class NoContextTakeoverProtocol(tornado.websocket.WebSocketProtocol13):
         return without_context_takeover(super()._parse_extensions_header(headers))
 
 
-def socketio_handler(sio: socketio.AsyncServer, origins: list[str] | None) -> type:
-    """The Tornado handler for ``/socket.io/``: engine.io's, with racedash's transport rules."""
+class OneReadProtocol(NoContextTakeoverProtocol):
+    """The same, reading frames with one pending read per connection (racedash.transport.reader)."""
+
+    async def _receive_frame_loop(self) -> None:
+        await receive_frames(self)
+
+
+def socketio_handler(sio: socketio.AsyncServer, origins: list[str] | None, *, one_read: bool = True) -> type:
+    """The Tornado handler for ``/socket.io/``: engine.io's, with racedash's transport rules.
+
+    ``one_read``: read websocket frames with racedash.transport.reader instead
+    of Tornado's frame-by-piece reader.
+    """
+    protocol_class = OneReadProtocol if one_read else NoContextTakeoverProtocol
     base = socketio.get_tornado_handler(sio)
 
     class SocketIOHandler(base):  # type: ignore[misc, valid-type]
@@ -51,7 +64,7 @@ def socketio_handler(sio: socketio.AsyncServer, origins: list[str] | None) -> ty
             if type(protocol) is tornado.websocket.WebSocketProtocol13:
                 # Tornado's own construction, with one method changed (a wrapper set
                 # on the instance would cost the protocol a private dict: ~1.5 KB).
-                protocol.__class__ = NoContextTakeoverProtocol
+                protocol.__class__ = protocol_class
             return protocol
 
         def on_message(self, message: str | bytes) -> None:
