@@ -283,3 +283,13 @@ def test_the_driver_is_switched_off_on_unverified_versions(monkeypatch, caplog):
     hook = websocket.WebSocketHook(socketio.AsyncServer(async_mode="tornado").eio)
     assert hook.driven is False
     assert "websocket driver disabled" in caplog.text
+
+
+async def test_binary_attachments_reach_the_handlers(server, clients):
+    """Socket.IO sends bytes as a binary websocket message after the event's text part."""
+    client = Client(server.url)
+    clients.append(client)
+    await client.connect()
+    answer = await client.sio.call("request_session_id", {"blob": b"\x00\x01\x02"}, timeout=5)
+    assert answer["ok"] is True
+    assert client.sio.connected
