@@ -32,28 +32,34 @@ class PingWheel:
 
     def __init__(self, eio: Any) -> None:
         self._eio = eio
-        self._due: deque[tuple[float, Any]] = deque()
+        # Due times and sockets side by side, not as a tuple per ping: each ping
+        # outlives many young collections, and a tuple would be one more object per
+        # connection and round for the collector to scan.
+        self._due_at: deque[float] = deque()
+        self._sockets: deque[Any] = deque()
         self._task: asyncio.Task[None] | None = None
 
     def schedule(self, socket: Any) -> None:
         """Ping ``socket`` one ping interval from now (engine.io's ``schedule_ping`` calls this)."""
         loop = asyncio.get_running_loop()
-        self._due.append((loop.time() + self._eio.ping_interval, socket))
+        self._due_at.append(loop.time() + self._eio.ping_interval)
+        self._sockets.append(socket)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run(), name="engineio-pings")
 
     def __len__(self) -> int:
-        return len(self._due)
+        return len(self._sockets)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         sent = 0
-        while self._due:
-            due, socket = self._due[0]
+        while self._sockets:
+            due = self._due_at[0]
             if due > loop.time():
                 await asyncio.sleep(due - loop.time())
                 continue
-            self._due.popleft()
+            self._due_at.popleft()
+            socket = self._sockets.popleft()
             sent += 1
             if sent % self.BATCH == 0:
                 # Viewers that connected together come due together, and a ping is
@@ -67,7 +73,8 @@ class PingWheel:
                     log.exception("ping to %s failed", socket.sid)
 
     async def close(self) -> None:
-        self._due.clear()
+        self._due_at.clear()
+        self._sockets.clear()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
