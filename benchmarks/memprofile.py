@@ -21,6 +21,7 @@ import multiprocessing as mp
 import sys
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 from benchmarks import wsclient
 from racedash.config import Settings
@@ -45,15 +46,21 @@ def _settings(changes: dict[str, str]) -> Settings:
     return Settings.from_env({"RACEDASH_" + name.upper(): value for name, value in changes.items()}, base)
 
 
+def _start_viewers(port: int, session_id: str, n: int) -> tuple[mp.Process, Any]:
+    """A child process connecting ``n`` raw viewers to the session; its queue says when they are joined."""
+    ctx = mp.get_context("fork")
+    ready = ctx.Queue()
+    child = ctx.Process(target=_viewers, args=(port, session_id, n, ready))
+    child.start()
+    return child, ready
+
+
 async def heartbeat(n: int, top: int, changes: dict[str, str]) -> str:
     server = await RacedashServer(_settings(changes)).start()
     eio = server.app.sio.eio
     eio.ping_interval = 3.0  # every connection's next ping comes 3 s after its last pong
     session = server.app.registry.create()
-    ctx = mp.get_context("fork")
-    ready = ctx.Queue()
-    child = ctx.Process(target=_viewers, args=(server.port, session.id, n, ready))
-    child.start()
+    child, ready = _start_viewers(server.port, session.id, n)
     try:
         await asyncio.get_running_loop().run_in_executor(None, ready.get)
         await asyncio.sleep(eio.ping_interval + 1)  # the first round, started by the connects, is over
@@ -84,10 +91,7 @@ async def profile(n: int, top: int, changes: dict[str, str]) -> str:
     gc.collect()
     tracemalloc.start(5)
     before = tracemalloc.take_snapshot()
-    ctx = mp.get_context("fork")
-    ready = ctx.Queue()
-    child = ctx.Process(target=_viewers, args=(server.port, session.id, n, ready))
-    child.start()
+    child, ready = _start_viewers(server.port, session.id, n)
     try:
         await asyncio.get_running_loop().run_in_executor(None, ready.get)
         await asyncio.sleep(2)

@@ -62,41 +62,39 @@ async def test_a_client_upgraded_from_polling_is_driven_and_gets_every_frame(ser
     assert sock.sid not in server.app.transport.handlers
 
 
-async def test_a_failed_upgrade_closes_the_websocket_and_keeps_polling(server):
+async def _upgrade_fails_and_polling_goes_on(server, exchange) -> None:
+    """Open a long-polling session, run ``exchange(ws)`` on its upgrade websocket, check polling still works."""
     eio = server.app.sio.eio
     base = server.url + "/socket.io/?EIO=4&transport=polling"
     async with aiohttp.ClientSession() as http:
         async with http.get(base) as response:
             sid = engineio.packet.Packet(encoded_packet=await response.text()).data["sid"]
         async with http.ws_connect(ws_url(server) + "&sid=" + sid) as ws:
-            await ws.send_str("2not-a-probe")
+            await exchange(ws)
             assert await closed(ws)
         sock = eio.sockets[sid]
         assert sock.connected and not sock.upgraded and not sock.upgrading
         async with http.post(base + "&sid=" + sid, data="40") as response:
             assert response.status == 200
         async with http.get(base + "&sid=" + sid) as response:
-            assert (await response.text()).startswith("40"), "the polling transport stopped working"
+            # the namespace's answer (after the NOOP that ended the poll during a probe)
+            assert "40" in await response.text(), "the polling transport stopped working"
+
+
+async def test_a_failed_upgrade_closes_the_websocket_and_keeps_polling(server):
+    async def wrong_probe(ws) -> None:
+        await ws.send_str("2not-a-probe")
+
+    await _upgrade_fails_and_polling_goes_on(server, wrong_probe)
 
 
 async def test_an_upgrade_without_its_upgrade_packet_closes_the_websocket_and_keeps_polling(server):
-    eio = server.app.sio.eio
-    base = server.url + "/socket.io/?EIO=4&transport=polling"
-    async with aiohttp.ClientSession() as http:
-        async with http.get(base) as response:
-            sid = engineio.packet.Packet(encoded_packet=await response.text()).data["sid"]
-        async with http.ws_connect(ws_url(server) + "&sid=" + sid) as ws:
-            await ws.send_str("2probe")
-            assert await ws.receive_str(timeout=5) == "3probe"
-            await ws.send_str("4not-the-upgrade")
-            assert await closed(ws)
-        sock = eio.sockets[sid]
-        assert sock.connected and not sock.upgraded and not sock.upgrading
-        async with http.post(base + "&sid=" + sid, data="40") as response:
-            assert response.status == 200
-        async with http.get(base + "&sid=" + sid) as response:
-            # the NOOP that ended the poll during the probe, then the namespace's answer
-            assert "40" in await response.text()
+    async def no_upgrade_packet(ws) -> None:
+        await ws.send_str("2probe")
+        assert await ws.receive_str(timeout=5) == "3probe"
+        await ws.send_str("4not-the-upgrade")
+
+    await _upgrade_fails_and_polling_goes_on(server, no_upgrade_packet)
 
 
 async def test_unknown_packets_and_failing_handlers_keep_the_connection(server, caplog):
