@@ -84,3 +84,23 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interv
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def pop_server_frame(buf: bytearray) -> tuple[int, bytes] | None:
+    """Take one whole (unmasked) server websocket frame off ``buf``: (opcode, payload), or None if incomplete."""
+    if len(buf) < 2:
+        return None
+    n, at = buf[1] & 0x7F, 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n, at = int.from_bytes(buf[2:4], "big"), 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n, at = int.from_bytes(buf[2:10], "big"), 10
+    if len(buf) < at + n:
+        return None
+    opcode, payload = buf[0] & 0x0F, bytes(buf[at : at + n])
+    del buf[: at + n]
+    return opcode, payload

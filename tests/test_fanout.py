@@ -38,7 +38,7 @@ import tornado.websocket
 from racedash import fanout
 from racedash.broadcast import SocketIOBroadcaster
 from racedash.fanout import FanoutBroadcaster, encode_event, websocket_frame
-from tests.helpers import Client, sample_setup, sample_telemetry_payloads
+from tests.helpers import Client, pop_server_frame, sample_setup, sample_telemetry_payloads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -382,23 +382,8 @@ class RawViewer:
             self.buf += chunk
 
     def _parse(self) -> str | None:
-        buf = self.buf
-        if len(buf) < 2:
-            return None
-        n, hdr = buf[1] & 0x7F, 2
-        if n == 126:
-            if len(buf) < 4:
-                return None
-            n, hdr = struct.unpack("!H", buf[2:4])[0], 4
-        elif n == 127:
-            if len(buf) < 10:
-                return None
-            n, hdr = struct.unpack("!Q", buf[2:10])[0], 10
-        if len(buf) < hdr + n:
-            return None
-        payload = bytes(buf[hdr : hdr + n])
-        del buf[: hdr + n]
-        return payload.decode()
+        frame = pop_server_frame(self.buf)
+        return frame[1].decode() if frame is not None else None
 
     async def events(self, name: str, until=lambda data: False, timeout: float = 10):
         """Read events named ``name`` until ``until(data)`` holds; returns them all."""

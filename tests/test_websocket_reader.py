@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from racedash.transport import OneReadProtocol
+from tests.helpers import pop_server_frame
 
 TEXT, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x0, 0x8, 0x9, 0xA
 
@@ -80,7 +81,7 @@ class RawClient:
         """The server's next frame (opcode, payload); None once the server has closed the connection."""
         loop = asyncio.get_running_loop()
         while True:
-            parsed = self._parse()
+            parsed = pop_server_frame(self.buf)
             if parsed is not None:
                 return parsed
             try:
@@ -90,25 +91,6 @@ class RawClient:
             if not chunk:
                 return None
             self.buf += chunk
-
-    def _parse(self) -> tuple[int, bytes] | None:
-        buf = self.buf
-        if len(buf) < 2:
-            return None
-        n, at = buf[1] & 0x7F, 2
-        if n == 126:
-            if len(buf) < 4:
-                return None
-            n, at = struct.unpack("!H", buf[2:4])[0], 4
-        elif n == 127:
-            if len(buf) < 10:
-                return None
-            n, at = struct.unpack("!Q", buf[2:10])[0], 10
-        if len(buf) < at + n:
-            return None
-        opcode, payload = buf[0] & 0x0F, bytes(buf[at : at + n])
-        del buf[: at + n]
-        return opcode, payload
 
     async def ack(self, ack_id: int) -> list:
         """The data of the Socket.IO ack ``ack_id`` (answering pings and skipping events on the way)."""

@@ -4,11 +4,11 @@ engine.io's ``_websocket_handler`` keeps two tasks per websocket. The reader
 wraps every wait for a message in a new task and ``wait_for`` (a timer, a
 waiter and a coroutine each time); the writer waits on the send queue with
 ``wait_for`` too. While a connection is idle those waiting objects live on,
-and each heartbeat replaces them: about 170 objects per connection every
-25 s, all new at once. With thousands of viewers they filled CPython's young
-generation (the old ones die as the new are made, so its allocation count
-hardly moves), and collecting it took 15-70 ms: the live stream's latency
-tail. Here nothing waits per connection:
+and each heartbeat replaces them: 47 objects per connection still alive
+after a round, every 25 s (``python -m benchmarks.memprofile --heartbeat``).
+With thousands of viewers they filled CPython's young generation (the old
+ones die as the new are made, so its allocation count hardly moves), and
+collecting it took tens of milliseconds: the live stream's latency tail. Here nothing waits per connection:
 
 * a message is handled from Tornado's ``on_message`` callback: a pong right
   there, anything else by ``AsyncSocket.receive`` in a task that lives while
