@@ -8,7 +8,8 @@ and each heartbeat replaces them: 47 objects per connection still alive
 after a round, every 25 s (``python -m benchmarks.memprofile --heartbeat``).
 With thousands of viewers they filled CPython's young generation (the old
 ones die as the new are made, so its allocation count hardly moves), and
-collecting it took tens of milliseconds: the live stream's latency tail. Here nothing waits per connection:
+collecting it took tens of milliseconds: the live stream's latency tail.
+Here nothing waits per connection:
 
 * a message is handled from Tornado's ``on_message`` callback: a pong right
   there, anything else by ``AsyncSocket.receive`` in a task that lives while
