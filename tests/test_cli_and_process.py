@@ -15,7 +15,7 @@ import socketio
 
 from racedash.config import Settings, SettingsError
 from tests.helpers import sample_setup, sample_telemetry_payloads
-from tests.procs import REPO, ServerProcess, close_sync_client
+from tests.procs import REPO, ServerProcess, close_sync_client, free_port
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def spawned():
     started: list[ServerProcess] = []
     yield started
     for server in started:
-        server.kill()
+        server.kill9()
 
 
 def spawn(spawned: list, *args: str, **kwargs) -> ServerProcess:
@@ -78,10 +78,11 @@ def test_signal_shuts_down_cleanly_with_connected_clients(tmp_path, sig, spawned
     client.on("disconnect", lambda *a: disconnected.set())
     try:
         client.connect(server.url, transports=["websocket"])
-        code, output = server.stop(sig)
+        code = server.stop(sig)
     finally:
         close_sync_client(client)
-        server.kill()
+        server.kill9()
+    output = server.output
     assert code == 0, output
     assert disconnected.wait(5)
     assert "Traceback" not in output and "shutting down" in output
@@ -100,10 +101,10 @@ def test_port_in_use_is_a_clean_error(tmp_path, spawned):
 
 @pytest.mark.slow
 def test_env_var_configures_the_server(tmp_path, spawned):
-    server = ServerProcess(env={"RACEDASH_MAX_MESSAGE_BYTES": "2048", "RACEDASH_RECORDINGS_DIR": str(tmp_path)})
+    env = {"RACEDASH_MAX_MESSAGE_BYTES": "2048", "RACEDASH_RECORDINGS_DIR": str(tmp_path), "RACEDASH_PORT": str(free_port())}
+    server = ServerProcess(env=env)
     spawned.append(server)
-    server.args = ["serve", "--host", "127.0.0.1"]
-    server.env["RACEDASH_PORT"] = str(server.port)
+    server.command = ["serve", "--host", "127.0.0.1"]
     server.start()
     client = socketio.Client(reconnection=False)
     try:
@@ -160,8 +161,8 @@ def test_real_monitor_behaviour_is_served(tmp_path, spawned):
     finally:
         close_sync_client(monitor)
         close_sync_client(viewer)
-        code, output = server.stop()
-    assert code == 0, output
+        code = server.stop()
+    assert code == 0, server.output
     assert setups and setups[0]["setup"] == sample_setup()
     assert [r["telemetry"] for r in received] == [s["telemetry"] for s in samples]
     assert [r["seq"] for r in received] == list(range(2, 2 + len(samples)))

@@ -126,8 +126,7 @@ class GoodSession:
 def fuzz_target(tmp_path_factory):
     recordings = tmp_path_factory.mktemp("fuzz-recordings")
     server = ServerProcess(
-        "--recordings-dir",
-        str(recordings),
+        recordings_dir=recordings,
         env={"RACEDASH_EVENTS_PER_SECOND": "1000000", "RACEDASH_EVENT_BURST": "1000000",
              "RACEDASH_SESSIONS_PER_CONNECTION": "1000000", "RACEDASH_LOG_LEVEL": "ERROR"},
     ).start()
@@ -140,7 +139,7 @@ def fuzz_target(tmp_path_factory):
         good.stop()
         server.stop()
     finally:
-        server.kill()  # a no-op after a clean stop; never leave a server behind
+        server.kill9()  # a no-op after a clean stop; never leave a server behind
 
 
 @pytest.mark.slow

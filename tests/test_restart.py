@@ -11,13 +11,8 @@ from racedash.recording.format import decode_event
 from racedash.recording.store import CRASH_SEQ_GAP
 from tests.helpers import sample_setup
 from tests.helpers import wait_until
-from tests.recording_support import (
-    ServerProcess,
-    read_lines,
-    recorded_seqs,
-    setup_payload,
-    telemetry,
-)
+from tests.procs import ServerProcess
+from tests.recording_support import read_lines, recorded_seqs, setup_payload, telemetry
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +45,7 @@ def processes():
     made: list[ServerProcess] = []
     yield made
     for process in made:
-        process.ensure_stopped()
+        process.kill9()
 
 
 @pytest.fixture
@@ -89,7 +84,7 @@ async def viewer_state(url: str, session_id: str) -> tuple[dict, list[tuple[str,
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
 async def test_monitor_keeps_publishing_across_a_server_restart(tmp_path, processes, monitors, how):
     recordings = tmp_path / "recordings"
-    first = await ServerProcess(recordings).start()
+    first = await ServerProcess(recordings_dir=recordings).astart()
     processes.append(first)
     monitor = Monitor()
     monitors.append(monitor)
@@ -107,12 +102,12 @@ async def test_monitor_keeps_publishing_across_a_server_restart(tmp_path, proces
             await monitor.sio.emit("telemetry_update", telemetry(session_id, lap=lap))
         first.kill9()
     else:
-        assert first.terminate() == 0
+        assert await first.astop() == 0
         assert recorded_seqs(path) == list(range(1, 12))  # a clean stop loses nothing
     on_disk = recorded_seqs(path)
     assert on_disk == list(range(1, on_disk[-1] + 1)) and on_disk[-1] >= 11
 
-    second = await ServerProcess(recordings, first.port).start()
+    second = await ServerProcess(recordings_dir=recordings, port=first.port).astart()
     processes.append(second)
     await wait_until(lambda: monitor.connects >= 2 and monitor.sio.connected, timeout=30)
     # Same id, no setup resent: the same session continues, seq follows the recording
@@ -128,7 +123,7 @@ async def test_monitor_keeps_publishing_across_a_server_restart(tmp_path, proces
     assert events[0][1]["setup"] == sample_setup() and events[0][1]["seq"] == 1
     assert events[-1][1]["telemetry"]["lap"] == 100
 
-    assert second.terminate() == 0
+    assert await second.astop() == 0
     assert sorted(p.name for p in recordings.glob("*.jsonl")) == [path.name]
     seqs = recorded_seqs(path)
     assert seqs == list(range(1, on_disk[-1] + 1)) + [next_seq]
@@ -140,7 +135,7 @@ async def test_monitor_keeps_publishing_across_a_server_restart(tmp_path, proces
 
 async def test_torn_tail_after_kill9_is_skipped_and_ended(tmp_path, processes, monitors):
     recordings = tmp_path / "recordings"
-    first = await ServerProcess(recordings).start()
+    first = await ServerProcess(recordings_dir=recordings).astart()
     processes.append(first)
     monitor = Monitor()
     monitors.append(monitor)
@@ -154,12 +149,12 @@ async def test_torn_tail_after_kill9_is_skipped_and_ended(tmp_path, processes, m
     with open(path, "ab") as f:  # what a crash in the middle of a write leaves
         f.write(b'{"t": 1.5, "seq": 3, "kind": "telem')
 
-    second = await ServerProcess(recordings, first.port).start()
+    second = await ServerProcess(recordings_dir=recordings, port=first.port).astart()
     processes.append(second)
     await wait_until(lambda: monitor.connects >= 2 and monitor.sio.connected, timeout=30)
     resumed_seq = 3 + CRASH_SEQ_GAP  # a crash: the seq of a frame that may be lost is never reused
     assert (await monitor.publish("telemetry_update", telemetry(session_id, lap=2)))["seq"] == resumed_seq
-    assert second.terminate() == 0
+    assert await second.astop() == 0
     lines = read_lines(path)
     assert lines[-2] == b'{"t": 1.5, "seq": 3, "kind": "telem\n'
     assert recorded_seqs(path) == [1, 2, resumed_seq]

@@ -20,7 +20,7 @@ from racedash.simulator.setup_sheet import SetupSheet
 from racedash.simulator.summary import stint_table
 from racedash.validation import Validators
 from tests.helpers import Client, sample_setup, sample_telemetry_payloads, wait_until
-from tests.procs import REPO
+from tests.procs import REPO, ServerProcess
 from tests.recording_support import recorded_events
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -330,54 +330,23 @@ async def test_publisher_uses_a_given_session_id_without_requesting_one(server, 
     assert [s.id for s in server.app.registry] == [session_id], "no id was requested"
 
 
-class ServerProcess:
-    """``racedash serve`` as a real subprocess: stopping it makes the server really go away."""
-
-    def __init__(self, tmp_path) -> None:
-        self.tmp_path = tmp_path
-        self.proc: asyncio.subprocess.Process | None = None
-        self.url = ""
-
-    async def start(self, port: int = 0, *extra: str) -> "ServerProcess":
-        log = open(self.tmp_path / f"server-{port}.log", "ab")
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "racedash", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--recordings-dir", str(self.tmp_path / "recordings"), *extra,
-            stdout=asyncio.subprocess.PIPE, stderr=log, env=SUBPROCESS_ENV,
-        )
-        log.close()
-        line = await asyncio.wait_for(self.proc.stdout.readline(), 20)
-        self.url = re.search(r"serving on (http://\S+)", line.decode()).group(1)
-        return self
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
-
-    async def stop(self) -> int:
-        if self.proc is None or self.proc.returncode is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGINT)
-        return await asyncio.wait_for(self.proc.wait(), 20)
-
-
 @pytest.mark.parametrize("publish_auth", ["compat", "token"])
 async def test_reconnect_after_a_server_restart_keeps_the_session_id(tmp_path, clients, publish_auth):
     """In token mode the kept publish_token (sent in the connect auth) is what lets it continue."""
     mode = ("--publish-auth", publish_auth)
-    first = await ServerProcess(tmp_path).start(0, *mode)
-    second = ServerProcess(tmp_path)
+    first = await ServerProcess(*mode, recordings_dir=tmp_path / "recordings").astart()
+    second = ServerProcess(*mode, recordings_dir=tmp_path / "recordings", port=first.port)
     monitor = monitor_for(first.url, speedup=5.0, reconnection_delay=0.1, reconnection_delay_max=0.3)
     fleet = Fleet([monitor])
     fleet.start()
     try:
         await wait_until(lambda: monitor.sent >= 3)
         session_id = monitor.session_id
-        assert await first.stop() == 0
+        assert await first.astop(signal.SIGINT) == 0
         await wait_until(lambda: not monitor.sio.connected)
         recording = tmp_path / "recordings" / f"{session_id}.jsonl"
         setups_before = [e.seq for e in recorded_events(recording) if e.kind == "setup"]
-        await second.start(first.port, *mode)
+        await second.astart()
         viewer = Client(second.url)
         clients.append(viewer)
         await viewer.connect()
@@ -393,8 +362,8 @@ async def test_reconnect_after_a_server_restart_keeps_the_session_id(tmp_path, c
         assert setups_before and viewer.events["setup_update"][0]["seq"] == setups_before[-1]
     finally:
         await fleet.stop()
-        await first.stop()
-        await second.stop()
+        await first.astop()
+        await second.astop()
     assert [e.seq for e in recorded_events(recording) if e.kind == "setup"] == setups_before
 
 

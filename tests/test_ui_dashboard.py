@@ -10,7 +10,7 @@ from playwright.async_api import expect
 
 from tests.browser import PHONE, chromium
 from tests.helpers import Client
-from tests.server_process import ServerProcess
+from tests.procs import ServerProcess
 from tests.ui_data import changed_setup, garage_frame, setup_payload, stint
 
 pytestmark = pytest.mark.browser
@@ -270,7 +270,7 @@ CONNECTION_REFUSED = ("WebSocket connection to", "ERR_CONNECTION_REFUSED", "Fail
 
 
 async def test_recovers_after_server_restart_and_fills_the_gap(tmp_path, clients):
-    first = await ServerProcess(tmp_path / "recordings").start()
+    first = await ServerProcess(recordings_dir=tmp_path / "recordings").astart()
     servers = [first]
     try:
         monitor, session_id = await monitor_session(first, clients)
@@ -285,14 +285,14 @@ async def test_recovers_after_server_restart_and_fills_the_gap(tmp_path, clients
             await monitor.close()
             # A clean restart: with recordings the session resumes with its seq numbers,
             # without them the server starts counting again; the page must cope with both.
-            assert await first.stop(signal.SIGTERM) == 0
+            assert await first.astop(signal.SIGTERM) == 0
             await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "reconnecting")
             await expect(page.locator("#conn-badge")).to_contain_text("reconnecting")
             await tab.screenshot("dashboard-reconnecting", full_page=False)
 
             # Same port, same session id: the monitor keeps publishing after the restart, and
             # the frames sent before the page is back must reach it too.
-            second = await ServerProcess(tmp_path / "recordings", port=first.port).start()
+            second = await ServerProcess(recordings_dir=tmp_path / "recordings", port=first.port).astart()
             servers.append(second)
             monitor2 = Client(second.url)
             clients.append(monitor2)
@@ -313,7 +313,7 @@ async def test_recovers_after_server_restart_and_fills_the_gap(tmp_path, clients
             await monitor2.close()  # before its server goes
     finally:
         for srv in servers:
-            await srv.stop()
+            await srv.astop()
 
 
 async def test_simulated_car_stint_with_setup_change(server, clients):
