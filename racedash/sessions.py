@@ -92,10 +92,14 @@ class RestoredState:
     """What a recording knows of a session that is being taken up again."""
 
     next_seq: int
-    setup: Frame | None
+    setups: list[Frame]  # the last SETUP_HISTORY setups, oldest first
     telemetry: Frame | None
     recent: list[Frame]
     created: float
+
+    @property
+    def setup(self) -> Frame | None:
+        return self.setups[-1] if self.setups else None
 
 
 Restorer = Callable[[str], Awaitable["RestoredState | None"]]
@@ -219,8 +223,7 @@ class SessionRegistry:
         if restored is not None:
             session.next_seq = restored.next_seq
             session.setup = restored.setup
-            if restored.setup is not None:
-                session.setups.append(restored.setup)
+            session.setups.extend(restored.setups)
             session.telemetry = restored.telemetry
             session.recent.extend(restored.recent)
         self._sessions[session_id] = session

@@ -100,27 +100,30 @@ async def test_clean_restart_continues_the_same_session_and_recording(tmp_path, 
     monitor = await connect(first.url, clients)
     session_id = (await monitor.call("request_session_id", {}))["session_id"]
     await monitor.call("setup_data", setup_payload(session_id))
+    await monitor.call("setup_data", setup_payload(session_id, marker="after the first pit stop"))
     for lap in range(1, 6):
         await monitor.call("telemetry_update", telemetry(session_id, lap=lap))
     await first.stop()
     path = recording(settings, session_id)
-    assert recorded_seqs(path) == [1, 2, 3, 4, 5, 6]  # a clean stop loses nothing
+    assert recorded_seqs(path) == [1, 2, 3, 4, 5, 6, 7]  # a clean stop loses nothing
     assert load_summary(path).public(live=False)["state"] == "interrupted"
 
     second = await start(servers, settings)
     # The monitor keeps its id and never resends its setup.
     monitor = await connect(second.url, clients)
     ack = await monitor.call("telemetry_update", telemetry(session_id, lap=6))
-    assert ack == {"ok": True, "seq": 7}
+    assert ack == {"ok": True, "seq": 8}
     viewer = await connect(second.url, clients)
     join = await viewer.call("join_session", {"session_id": session_id})
-    assert join["has_setup"] and join["seq"] == 7
-    setup = (await viewer.wait_for("setup_update"))[0]
-    assert setup["setup"] == sample_setup() and setup["seq"] == 1
+    assert join["has_setup"] and join["seq"] == 8
+    # Every setup change of the session, as before the restart, oldest first.
+    setups = await viewer.wait_for("setup_update", count=2)
+    assert [s["seq"] for s in setups] == [1, 2] and setups[0]["setup"] == sample_setup()
+    assert setups[1]["setup"]["marker"] == "after the first pit stop"
     latest = (await viewer.wait_for("telemetry_update"))[0]
-    assert latest["seq"] == 7 and latest["telemetry"]["lap"] == 6
+    assert latest["seq"] == 8 and latest["telemetry"]["lap"] == 6
 
-    await wait_until(lambda: recorded_seqs(path) == list(range(1, 8)))
+    await wait_until(lambda: recorded_seqs(path) == list(range(1, 9)))
     assert sorted(p.name for p in settings.recordings_dir.glob("*.jsonl")) == [f"{session_id}.jsonl"]
     assert sum(1 for line in read_lines(path) if b'"format"' in line) == 1  # one header
 

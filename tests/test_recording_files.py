@@ -15,6 +15,7 @@ from racedash.recording.reader import find_offset, good_end, iter_events, tail_e
 from racedash.recording.store import RecordingStore
 from racedash.recording.summary import facts_of, load_summary, sidecar_path
 from racedash.recording.writer import RecordingWriter, WriterOptions
+from racedash.sessions import SETUP_HISTORY
 from tests.helpers import wait_until
 from tests.recording_support import recorded_seqs, write_recording
 
@@ -68,6 +69,7 @@ async def test_store_reads_ranges_and_restores(big_recording):
     # Written without a clean close: resuming skips past any frame a crash lost.
     assert restored.next_seq == 3002 + CRASH_SEQ_GAP and [f.seq for f in restored.recent] == [2999, 3000, 3001]
     assert restored.setup.seq == 2800 and restored.setup.payload["setup"]["marker"] == 2800
+    assert [f.seq for f in restored.setups] == [1, 700, 1400, 2100, 2800]  # every setup change, oldest first
     assert restored.telemetry.seq == 3001
     assert await store.restore_state(str(uuid.uuid4()), 3) is None
     assert await store.frames_between(str(uuid.uuid4()), 0, 10) == []
@@ -82,6 +84,27 @@ def test_sidecar_for_another_file_is_rebuilt(big_recording, tmp_path):
     assert load_summary(other).frames == 11
     sidecar_path(other).write_bytes(b"{not json")
     assert load_summary(other).frames == 11
+
+
+async def test_a_resumed_session_keeps_its_last_setups_only(tmp_path):
+    session_id = str(uuid.uuid4())
+    path = tmp_path / f"{session_id}.jsonl"
+    write_recording(path, session_id, 400, setup_every=4)  # 100 setups with the first
+    restored = await RecordingStore(tmp_path).restore_state(session_id, 3)
+    seqs = [f.seq for f in restored.setups]
+    assert len(seqs) == SETUP_HISTORY and seqs == list(range(404 - 4 * SETUP_HISTORY, 401, 4))
+    assert [f.payload["setup"]["marker"] for f in restored.setups] == seqs
+
+
+def test_a_sidecar_of_the_previous_version_is_rebuilt(big_recording):
+    """Version 1 kept only the last setup's offset: its summary is made again from the file."""
+    _, path = big_recording
+    summary = orjson.loads(load_summary(path).to_sidecar())
+    old = {**summary, "sidecar_version": 1, "last_setup_offset": summary["setup_offsets"][-1]}
+    del old["setup_offsets"]
+    sidecar_path(path).write_bytes(orjson.dumps(old))
+    assert len(load_summary(path).setup_offsets) == 5
+    assert orjson.loads(sidecar_path(path).read_bytes())["sidecar_version"] == 2
 
 
 def test_facts_ignore_wrong_types():

@@ -104,7 +104,7 @@ class RecordingStore:
 
     # -- restore ------------------------------------------------------------------------
     async def restore_state(self, session_id: str, recent: int) -> RestoredState | None:
-        """What a resumed session needs: next seq, last setup and telemetry, the recent frames."""
+        """What a resumed session needs: next seq, its recent setups, last telemetry, the recent frames."""
         path = self.path_for(session_id)
         try:
             return await asyncio.to_thread(self._restore_state, path, recent)
@@ -118,14 +118,14 @@ class RecordingStore:
             return None
         summary = load_summary(path)
         with open(path, "rb") as f:
-            setup = event_at(f, summary.last_setup_offset) if summary.last_setup_offset is not None else None
+            setups = [event_at(f, offset) for offset in summary.setup_offsets]
             telemetry = (
                 event_at(f, summary.last_telemetry_offset) if summary.last_telemetry_offset is not None else None
             )
             tail = tail_events(f, summary.good_size, recent)
         return RestoredState(
             next_seq=summary.last_seq + 1 + (0 if summary.closed_cleanly else CRASH_SEQ_GAP),
-            setup=to_frame(setup) if setup else None,
+            setups=[to_frame(setup) for setup in setups if setup],
             telemetry=to_frame(telemetry) if telemetry else None,
             recent=[to_frame(e) for e in tail],
             created=summary.created,

@@ -19,11 +19,12 @@ from typing import Any, BinaryIO, NamedTuple
 import orjson
 
 from racedash.recording.format import decode_event, decode_header
+from racedash.sessions import SETUP_HISTORY
 
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".summary.json"
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2  # 2: setup_offsets replaced last_setup_offset
 MAX_DRIVERS = 32  # a stint has a handful; bounds a sidecar fed hostile names
 
 
@@ -77,7 +78,9 @@ class Summary:
     car: str | None = None
     session_type: str | None = None
     drivers: list[str] = field(default_factory=list)
-    last_setup_offset: int | None = None
+    # Where the last SETUP_HISTORY setups start, oldest first: a resumed session
+    # shows its viewers every setup change, as it did before the restart.
+    setup_offsets: list[int] = field(default_factory=list)
     last_telemetry_offset: int | None = None
     # Byte offset just after the last complete line, and the file's size when
     # this summary was made: a different size means the summary is stale.
@@ -99,7 +102,9 @@ class Summary:
         self.last_seq = max(self.last_seq, facts.seq)
         if facts.kind == "setup":
             self.setups += 1
-            self.last_setup_offset = offset
+            self.setup_offsets.append(offset)
+            if len(self.setup_offsets) > SETUP_HISTORY:
+                del self.setup_offsets[0]
             return
         self.last_telemetry_offset = offset
         if facts.lap is not None:
