@@ -240,6 +240,69 @@ async def test_time_shift_and_go_live(server, clients):
         tab.assert_clean()
 
 
+async def scrub_to(page, seconds: float) -> None:
+    await page.evaluate(
+        """(value) => { const s = document.getElementById('tp-scrub');
+                        s.value = String(value); s.dispatchEvent(new Event('input'));
+                        s.dispatchEvent(new Event('change')); }""",
+        seconds,
+    )
+
+
+async def test_play_from_here_replays_the_recording_and_leads_back_to_live(server, clients):
+    """From a time-shifted live view to a replay of the growing recording, and back."""
+    monitor, session_id = await monitor_session(server, clients)
+    await monitor.call("setup_data", setup_payload(session_id))
+    async with chromium() as browser:
+        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        page = tab.page
+        await connected(page)
+        await publish(monitor, stint(session_id, 1, 4))
+        await expect(field(page, "lap")).to_have_text("4")
+        await expect(page.locator("#tp-play-here")).to_be_hidden()
+        await scrub_to(page, 120)
+        await expect(field(page, "lap")).to_have_text("2")
+        await expect(page.locator("#tp-play-here")).to_be_visible()
+
+        await page.locator("#tp-play-here").click()
+        await page.wait_for_url(re.compile(r"/dashboard/(?!" + session_id + r")[0-9a-f-]{36}$"))
+        replay_id = page.url.rsplit("/", 1)[1]
+        assert server.app.replays.find(replay_id).recording_id == session_id
+        await expect(page.locator("#mode-badge")).to_have_text("REPLAY")
+        await expect(page.locator("#tp-play")).to_be_visible()
+        # The recorded session still has its publisher: the replay follows it, and leads back.
+        back = page.locator("#tp-to-live")
+        await expect(back).to_be_visible()
+        await expect(back).to_have_attribute("href", f"/dashboard/{session_id}")
+        await publish(monitor, stint(session_id, 5, 5))
+        await tab.screenshot("dashboard-time-shift-replay")
+
+        await back.click()
+        await page.wait_for_url(f"{server.url}/dashboard/{session_id}")
+        await expect(page.locator("#mode-badge")).to_have_text("LIVE")
+        await connected(page)
+        await expect(field(page, "lap")).to_have_text("5")
+        await expect(page.locator("#tp-to-live")).to_be_hidden()
+        tab.assert_clean()
+
+
+@pytest.mark.parametrize("settings_changes", [{"recording_enabled": False}])
+async def test_play_from_here_without_recordings_says_why(server_with, clients):
+    monitor, session_id = await monitor_session(server_with, clients)
+    async with chromium() as browser:
+        tab = await browser.open(f"{server_with.url}/dashboard/{session_id}")
+        page = tab.page
+        await connected(page)
+        await publish(monitor, stint(session_id, 1, 3))
+        await expect(field(page, "lap")).to_have_text("3")
+        await scrub_to(page, 100)
+        await page.locator("#tp-play-here").click()
+        await expect(page.locator("#tp-status")).to_contain_text("Time-shift refused")
+        assert page.url == f"{server_with.url}/dashboard/{session_id}"
+        await expect(page.locator("#mode-badge")).to_have_text("LIVE")
+        tab.assert_clean()
+
+
 async def test_phone_layout_has_no_horizontal_scroll(server, clients):
     monitor, session_id = await monitor_session(server, clients)
     await monitor.call("setup_data", setup_payload(session_id))

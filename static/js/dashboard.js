@@ -64,6 +64,7 @@ const transport = new Transport($("transport"), {
   onSpeed: (speed) => control({ action: "speed", speed }),
   onJumpLap: jumpToLap,
   onGoLive: goLive,
+  onPlayFromHere: playFromHere,
 });
 
 // ---- socket -------------------------------------------------------------------
@@ -158,6 +159,9 @@ function applyReplayState(m) {
   state.replayState = m;
   state.replayStateAt = now();
   state.lastDataAt = now();
+  // A time-shift of a live session: its recording is still being written.
+  const liveId = m.live === true && typeof m.recording_id === "string" ? m.recording_id : null;
+  transport.setLiveLink(liveId ? `/dashboard/${encodeURIComponent(liveId)}` : null);
   drawTimeline();
   refreshBadge();
 }
@@ -544,6 +548,22 @@ function goLive() {
   state.viewTime = null;
   renderTelemetry();
   drawTimeline();
+}
+
+// The page holds a window of the session; the server's recording holds all of it. Replaying
+// from the shown moment gives play, pause, speed and seek over the whole recording, following
+// it as it grows. The moment is sent as what the TIME-SHIFT badge shows, seconds behind the
+// latest frame, rather than as a time of day the device's clock may disagree on.
+function playFromHere() {
+  const last = store.last;
+  if (state.viewTime === null || !last) return;
+  const back = Math.max(0, last.t - state.viewTime);
+  transport.status("");
+  socket.timeout(10000).emit("timeshift_start", { session_id: sessionId, back }, (err, ack) => {
+    if (err) transport.status("The server did not answer the time-shift request.");
+    else if (!ack || !ack.ok) transport.status(`Time-shift refused: ${(ack && ack.message) || "unknown error"}`);
+    else window.location.assign(`/dashboard/${encodeURIComponent(ack.replay_id)}`);
+  });
 }
 
 function control(command) {

@@ -1,6 +1,7 @@
 // The timeline bar under the header. On a live session it is the time-shift control
-// (drag back to look at an earlier moment, "Go live" to return); in a replay room it is
-// the transport bar (play/pause, speed, scrubber with lap markers, jump to lap).
+// (drag back to look at an earlier moment, "Go live" to return, "Play from here" to replay
+// the recording from that moment); in a replay room it is the transport bar (play/pause,
+// speed, scrubber with lap markers, jump to lap, and a link back to a session still live).
 // It only draws and reports the user's intent through callbacks; dashboard.js decides.
 
 import { fmtDuration, isNum } from "./format.js";
@@ -15,13 +16,15 @@ export class Transport {
       time: root.querySelector("#tp-time"),
       lap: root.querySelector("#tp-lap"),
       live: root.querySelector("#tp-live"),
+      playHere: root.querySelector("#tp-play-here"),
+      toLive: root.querySelector("#tp-to-live"),
       scrub: root.querySelector("#tp-scrub"),
       markers: root.querySelector("#tp-markers"),
       status: root.querySelector("#tp-status"),
     };
     this.dragging = false;
     this.lapsShown = "";
-    const { scrub, play, speed, lap, live } = this.el;
+    const { scrub, play, speed, lap, live, playHere } = this.el;
     scrub.addEventListener("pointerdown", () => { this.dragging = true; });
     scrub.addEventListener("input", () => this.cb.onScrub(Number(scrub.value), false));
     scrub.addEventListener("change", () => {
@@ -35,12 +38,24 @@ export class Transport {
       lap.value = "";
     });
     live.addEventListener("click", () => this.cb.onGoLive());
+    playHere.addEventListener("click", () => this.cb.onPlayFromHere());
   }
 
   setReplayControls(visible) {
     this.el.play.hidden = !visible;
     this.el.speedLabel.hidden = !visible;
-    if (visible) this.el.live.hidden = true;
+    if (visible) {
+      this.el.live.hidden = true;
+      this.el.playHere.hidden = true;
+    }
+  }
+
+  // In a replay room: where the recorded session is still live (null: it is not).
+  setLiveLink(url) {
+    const { toLive } = this.el;
+    toLive.hidden = !url;
+    if (url) toLive.href = url;
+    else toLive.removeAttribute("href");
   }
 
   status(text) {
@@ -62,7 +77,10 @@ export class Transport {
       const wanted = String(speed);
       if ([...speedEl.options].some((o) => o.value === wanted)) speedEl.value = wanted;
     }
-    if (live) this.el.live.hidden = !shifted;
+    if (live) {
+      this.el.live.hidden = !shifted;
+      this.el.playHere.hidden = !shifted;
+    }
     this._drawLaps(laps, duration);
   }
 
