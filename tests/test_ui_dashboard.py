@@ -199,6 +199,25 @@ async def test_stale_data_warning(server, clients):
         tab.assert_clean()
 
 
+async def marker_pixels(page, chart: str) -> int:
+    """Pixels of the time-shift marker's colour in one chart's plot area, once it has drawn."""
+    await page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    return await page.evaluate(
+        """(name) => {
+             const u = window.racedash.charts[name];
+             const { left, top, width, height } = u.bbox;
+             const data = u.ctx.getImageData(left, top, width, height).data;
+             let n = 0;
+             for (let i = 0; i < data.length; i += 4) {
+               // #e6007e, allowing for anti-aliasing
+               if (data[i] > 180 && data[i + 1] < 60 && data[i + 2] > 90 && data[i + 2] < 170) n += 1;
+             }
+             return n;
+           }""",
+        chart,
+    )
+
+
 async def test_time_shift_and_go_live(server, clients):
     monitor, session_id = await monitor_session(server, clients)
     async with chromium() as browser:
@@ -222,6 +241,10 @@ async def test_time_shift_and_go_live(server, clients):
         await expect(page.locator("#shift-badge")).to_be_visible()
         await expect(page.locator("#shift-badge")).to_contain_text("TIME-SHIFT")
         await expect(page.locator("#tp-live")).to_be_visible()
+        # The charts mark the shown moment: on the fuel chart at its time, on the lap chart at its lap.
+        marker = await page.evaluate("() => window.racedash.charts.marker")
+        assert marker["lap"] == 2 and marker["t"] == await page.evaluate("() => window.racedash.store.at(window.racedash.state.viewTime).t")
+        assert await marker_pixels(page, "fuel") > 20 and await marker_pixels(page, "laps") > 20
         # Live data keeps coming in while looking back; the view stays put.
         await publish(monitor, stint(session_id, 5, 5))
         await expect(page.locator("#tp-markers .marker")).to_have_count(4)
@@ -237,6 +260,8 @@ async def test_time_shift_and_go_live(server, clients):
         await expect(field(page, "last_lap")).to_have_text("1:32.000")
         await expect(page.locator("#shift-badge")).to_be_hidden()
         await expect(page.locator("#tp-live")).to_be_hidden()
+        assert await page.evaluate("() => window.racedash.charts.marker") is None
+        assert await marker_pixels(page, "fuel") == 0 and await marker_pixels(page, "laps") == 0
         tab.assert_clean()
 
 

@@ -1,12 +1,36 @@
 // The three uPlot charts: lap times per lap, fuel over time, tyre temperatures over time.
 // Data is rebuilt from the frame store and the stint tracker, at most once per animation
-// frame, so a burst of history costs one redraw.
+// frame, so a burst of history costs one redraw. While the live view is time-shifted, a
+// dashed line marks the shown moment (and its lap), so the charts say where "then" is.
 
 import { knownTemp, knownLapTime, isNum, fmtLapTime } from "./format.js";
 
 const INK = "#111";
 const GRID = "#c8c8c8";
 const CORNER_COLOURS = { fl: "#0047b3", fr: "#c0002a", rl: "#007a3d", rr: "#7a3db8" };
+const MARKER = "#e6007e"; // no series uses it
+
+// A uPlot plugin drawing a vertical dashed line at x = position() (nothing when it is null).
+function markerLine(position) {
+  const draw = (u) => {
+    const x = position();
+    if (x === null) return;
+    const px = u.valToPos(x, "x", true);
+    const { left, top, width: w, height: h } = u.bbox;
+    if (!(px >= left && px <= left + w)) return;
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.strokeStyle = MARKER;
+    ctx.lineWidth = 2 * (window.devicePixelRatio || 1);
+    ctx.setLineDash([6 * (window.devicePixelRatio || 1), 4 * (window.devicePixelRatio || 1)]);
+    ctx.beginPath();
+    ctx.moveTo(px, top);
+    ctx.lineTo(px, top + h);
+    ctx.stroke();
+    ctx.restore();
+  };
+  return { hooks: { draw: [draw] } };
+}
 
 function axes({ yValues = null, ySize = 56, xIncrs = null } = {}) {
   const common = { stroke: INK, grid: { stroke: GRID, width: 1 }, ticks: { stroke: GRID }, font: "12px system-ui" };
@@ -26,12 +50,16 @@ export class Charts {
     const uPlot = window.uPlot;
     const height = 180;
     this.els = [lapsEl, fuelEl, tyresEl];
+    this.marker = null; // {t, lap} of the time-shifted moment, or null when following live
+    const atTime = markerLine(() => (this.marker ? this.marker.t : null));
+    const atLap = markerLine(() => (this.marker && isNum(this.marker.lap) ? this.marker.lap : null));
     this.laps = new uPlot(
       {
         width: width(lapsEl),
         height,
         scales: { x: { time: false } },
         legend: { show: false },
+        plugins: [atLap],
         axes: axes({
           yValues: (u, vals) => vals.map((v) => fmtLapTime(v)),
           ySize: 84,
@@ -50,6 +78,7 @@ export class Charts {
         width: width(fuelEl),
         height,
         legend: { show: false },
+        plugins: [atTime],
         axes: axes(),
         series: [{}, { label: "fuel", stroke: "#b35900", width: 2, spanGaps: false }],
       },
@@ -61,6 +90,7 @@ export class Charts {
         width: width(tyresEl),
         height,
         legend: { show: true, live: false },
+        plugins: [atTime],
         axes: axes(),
         series: [
           {},
@@ -83,6 +113,14 @@ export class Charts {
     this.laps.setSize({ width: width(this.els[0]), height: 180 });
     this.fuel.setSize({ width: width(this.els[1]), height: 180 });
     this.tyres.setSize({ width: width(this.els[2]), height: 180 });
+  }
+
+  // The time-shifted moment ({t, lap}) or null (following live); redraws only the overlay.
+  setMarker(marker) {
+    const same = (a, b) => (a === null ? b === null : b !== null && a.t === b.t && a.lap === b.lap);
+    if (same(this.marker, marker)) return;
+    this.marker = marker;
+    for (const chart of [this.laps, this.fuel, this.tyres]) chart.redraw(false);
   }
 
   // Schedules a redraw from the current store and tracker.

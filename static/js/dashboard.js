@@ -69,7 +69,7 @@ const transport = new Transport($("transport"), {
 
 // ---- socket -------------------------------------------------------------------
 const socket = io({ transports: ["websocket", "polling"] });
-window.racedash = { socket, store, get tracker() { return tracker; }, state };
+window.racedash = { socket, store, charts, get tracker() { return tracker; }, state };
 
 socket.on("connect", () => {
   state.connected = true;
@@ -223,6 +223,8 @@ function trackerFor(frame) {
 
 function renderTelemetry() {
   const frame = shownFrame();
+  const shifted = frame && state.viewTime !== null && !state.replay;
+  charts.setMarker(shifted ? { t: frame.t, lap: isNum(frame.telemetry.lap) ? frame.telemetry.lap : null } : null);
   if (!frame) return;
   const tel = frame.telemetry;
   const laps = trackerFor(frame);
