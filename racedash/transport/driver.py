@@ -42,6 +42,12 @@ from racedash.transport.frames import message_frame, send_now
 
 log = logging.getLogger(__name__)
 
+# What an upgraded engine.io v4 client may send; the probe exchange ("2probe", "5") is over
+# before the driver reads. UPGRADE is kept because engine.io answers a late one harmlessly.
+CLIENT_PACKET_TYPES = frozenset(
+    {engineio.packet.CLOSE, engineio.packet.PONG, engineio.packet.MESSAGE, engineio.packet.UPGRADE}
+)
+
 
 class DrivenSocket(engineio.async_socket.AsyncSocket):
     """An engine.io socket run by a :class:`WebSocketDriver`: once it is closed, its websocket closes too."""
@@ -197,7 +203,7 @@ class WebSocketDriver:
         if self._inbox is not None:
             self._inbox.append(message)  # behind the packet being handled
             return
-        packet = self._decode(message)
+        packet = self._accept(message)
         if packet is None:
             return
         if packet.packet_type == engineio.packet.PONG:
@@ -213,14 +219,12 @@ class WebSocketDriver:
             while packet is not None and not self._closing:
                 try:
                     await socket.receive(packet)
-                except engineio.exceptions.UnknownPacketError:
-                    log.info("%s: unknown packet type %s, ignored", socket.sid, packet.packet_type)
                 except engineio.exceptions.SocketIsClosedError:
                     self.close_transport()
                     return
                 except Exception:  # noqa: BLE001 - as engine.io: log, and keep the connection
                     log.exception("%s: error handling a packet", socket.sid)
-                packet = self._decode(self._inbox.popleft()) if self._inbox else None
+                packet = self._accept(self._inbox.popleft()) if self._inbox else None
         finally:
             self._inbox = None
             self._receiving = None
@@ -237,6 +241,18 @@ class WebSocketDriver:
             log.info("%s: undecodable packet, closing", self.socket.sid)
             self.close_transport()
             return None
+
+    def _accept(self, message: str | bytes) -> Any:
+        """Like :meth:`_decode`, for an upgraded connection: also refuses what a client never sends."""
+        packet = self._decode(message)
+        if packet is not None and packet.packet_type not in CLIENT_PACKET_TYPES:
+            # engine.io logs these and goes on (types past NOOP even fail in its log
+            # line); a client that breaks the protocol is closed instead, so that it
+            # cannot fill the log one packet at a time.
+            log.info("%s: packet type %s is not one a client sends, closing", self.socket.sid, packet.packet_type)
+            self.close_transport()
+            return None
+        return packet
 
     # -- the end --------------------------------------------------------------------------------
     def close_transport(self) -> None:
