@@ -350,6 +350,14 @@ async def test_phone_layout_has_no_horizontal_scroll(server, clients):
         await tab.screenshot("dashboard-phone-full")
         await page.evaluate("() => window.scrollTo(0, 0)")
         await tab.screenshot("dashboard-phone", full_page=False)
+        # Time-shifted, the timeline row holds the most controls: they wrap, not widen the page.
+        await scrub_to(page, 100)
+        await expect(page.locator("#tp-play-here")).to_be_visible()
+        widths = await page.evaluate(
+            "() => [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]"
+        )
+        assert widths[0] <= widths[2] and widths[1] <= widths[2], widths
+        await tab.screenshot("dashboard-phone-time-shift", full_page=False)
         tab.assert_clean()
 
 
