@@ -33,6 +33,13 @@ async def publish(monitor: Client, frames: list[dict]) -> list[int]:
     return seqs
 
 
+async def open_dashboard(browser, server, session_id: str, **options):
+    """The session's dashboard in a new tab, once its Socket.IO connection is up."""
+    tab = await browser.open(f"{server.url}/dashboard/{session_id}", **options)
+    await connected(tab.page)
+    return tab
+
+
 def field(page, name: str):
     return page.locator(f'[data-field="{name}"]')
 
@@ -44,9 +51,8 @@ async def connected(page) -> None:
 async def test_values_update_as_the_car_publishes(server, clients):
     monitor, session_id = await monitor_session(server, clients)
     async with chromium() as browser:
-        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        tab = await open_dashboard(browser, server, session_id)
         page = tab.page
-        await connected(page)
         await expect(page.locator("#mode-badge")).to_have_text("LIVE")
 
         # The game's unknowns (garage: −273.15 °C, 0 kPa, negative lap time) show as "—".
@@ -97,8 +103,7 @@ async def test_values_update_as_the_car_publishes(server, clients):
 async def test_low_fuel_warning(server, clients):
     monitor, session_id = await monitor_session(server, clients)
     async with chromium() as browser:
-        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
-        await connected(tab.page)
+        tab = await open_dashboard(browser, server, session_id)
         await publish(monitor, stint(session_id, 1, 3, start_fuel=10.0, fuel_per_lap=3.0))
         await expect(field(tab.page, "fuel_laps_left")).to_have_text("0.6")
         await expect(tab.page.locator("#low-fuel")).to_be_visible()
@@ -110,9 +115,8 @@ async def test_setup_change_is_highlighted_old_to_new(server, clients):
     monitor, session_id = await monitor_session(server, clients)
     await monitor.call("setup_data", setup_payload(session_id))
     async with chromium() as browser:
-        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        tab = await open_dashboard(browser, server, session_id)
         page = tab.page
-        await connected(page)
         # Joining shows the current setup as a readable sheet, not JSON.
         balance = page.locator('#setup-sheet td[data-key="VM_BRAKE_BALANCE"]')
         await expect(balance).to_have_text("55.0:45.0")
@@ -152,8 +156,7 @@ async def test_setup_change_is_highlighted_old_to_new(server, clients):
         tab.assert_clean()
 
         # Somebody opening the dashboard later still sees every change of the session.
-        late = await browser.open(f"{server.url}/dashboard/{session_id}")
-        await connected(late.page)
+        late = await open_dashboard(browser, server, session_id)
         await expect(late.page.locator("#setup-history-count")).to_have_text("2")
         await expect(late.page.locator('#setup-sheet td[data-key="VM_REAR_WING"]')).to_have_text("P13 → P14")
         late.assert_clean()
@@ -162,9 +165,8 @@ async def test_setup_change_is_highlighted_old_to_new(server, clients):
 async def test_rejoin_with_last_seq_fills_the_gap(server, clients):
     monitor, session_id = await monitor_session(server, clients)
     async with chromium() as browser:
-        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        tab = await open_dashboard(browser, server, session_id)
         page = tab.page
-        await connected(page)
         before = await publish(monitor, stint(session_id, 1, 2))
         await expect(field(page, "lap")).to_have_text("2")
 
@@ -187,9 +189,8 @@ async def test_rejoin_with_last_seq_fills_the_gap(server, clients):
 async def test_stale_data_warning(server, clients):
     monitor, session_id = await monitor_session(server, clients)
     async with chromium() as browser:
-        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        tab = await open_dashboard(browser, server, session_id)
         page = tab.page
-        await connected(page)
         await publish(monitor, stint(session_id, 1, 1))
         await expect(page.locator("#conn-badge")).to_have_text("connected")
         await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "stale", timeout=15_000)
@@ -197,6 +198,15 @@ async def test_stale_data_warning(server, clients):
         await publish(monitor, stint(session_id, 2, 2))
         await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "connected")
         tab.assert_clean()
+
+
+async def scrub_to(page, seconds: float) -> None:
+    await page.evaluate(
+        """(value) => { const s = document.getElementById('tp-scrub');
+                        s.value = String(value); s.dispatchEvent(new Event('input'));
+                        s.dispatchEvent(new Event('change')); }""",
+        seconds,
+    )
 
 
 async def marker_pixels(page, chart: str) -> int:
@@ -221,20 +231,15 @@ async def marker_pixels(page, chart: str) -> int:
 async def test_time_shift_and_go_live(server, clients):
     monitor, session_id = await monitor_session(server, clients)
     async with chromium() as browser:
-        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        tab = await open_dashboard(browser, server, session_id)
         page = tab.page
-        await connected(page)
         await publish(monitor, stint(session_id, 1, 4))
         await expect(field(page, "lap")).to_have_text("4")
         await expect(page.locator("#tp-time")).to_contain_text("LIVE")
         await expect(page.locator("#tp-markers .marker")).to_have_count(3)
 
         # Drag back to the middle of lap 2 (lap 1 is 90.5 s long).
-        await page.evaluate(
-            """() => { const s = document.getElementById('tp-scrub');
-                       s.value = '120'; s.dispatchEvent(new Event('input'));
-                       s.dispatchEvent(new Event('change')); }"""
-        )
+        await scrub_to(page, 120)
         await expect(field(page, "lap")).to_have_text("2")
         await expect(field(page, "last_lap")).to_have_text("1:30.500")  # as it was then
         await expect(page.locator("#tp-time")).to_have_text("3:42 behind live")
@@ -265,23 +270,13 @@ async def test_time_shift_and_go_live(server, clients):
         tab.assert_clean()
 
 
-async def scrub_to(page, seconds: float) -> None:
-    await page.evaluate(
-        """(value) => { const s = document.getElementById('tp-scrub');
-                        s.value = String(value); s.dispatchEvent(new Event('input'));
-                        s.dispatchEvent(new Event('change')); }""",
-        seconds,
-    )
-
-
 async def test_play_from_here_replays_the_recording_and_leads_back_to_live(server, clients):
     """From a time-shifted live view to a replay of the growing recording, and back."""
     monitor, session_id = await monitor_session(server, clients)
     await monitor.call("setup_data", setup_payload(session_id))
     async with chromium() as browser:
-        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        tab = await open_dashboard(browser, server, session_id)
         page = tab.page
-        await connected(page)
         await publish(monitor, stint(session_id, 1, 4))
         await expect(field(page, "lap")).to_have_text("4")
         await expect(page.locator("#tp-play-here")).to_be_hidden()
@@ -315,9 +310,8 @@ async def test_play_from_here_replays_the_recording_and_leads_back_to_live(serve
 async def test_play_from_here_without_recordings_says_why(server_with, clients):
     monitor, session_id = await monitor_session(server_with, clients)
     async with chromium() as browser:
-        tab = await browser.open(f"{server_with.url}/dashboard/{session_id}")
+        tab = await open_dashboard(browser, server_with, session_id)
         page = tab.page
-        await connected(page)
         await publish(monitor, stint(session_id, 1, 3))
         await expect(field(page, "lap")).to_have_text("3")
         await scrub_to(page, 100)
@@ -334,9 +328,8 @@ async def test_phone_layout_has_no_horizontal_scroll(server, clients):
     await publish(monitor, stint(session_id, 1, 3))
     await monitor.call("setup_data", setup_payload(session_id, changed_setup(), seconds=200.0))
     async with chromium() as browser:
-        tab = await browser.open(f"{server.url}/dashboard/{session_id}", viewport=PHONE)
+        tab = await open_dashboard(browser, server, session_id, viewport=PHONE)
         page = tab.page
-        await connected(page)
         await expect(field(page, "lap")).to_have_text("3")
         # Opened after the change: the join brings both setups, so the change shows (the widest cell).
         await expect(page.locator('#setup-sheet td[data-key="VM_BRAKE_BALANCE"]')).to_have_text("55.0:45.0 → 56.0:44.0")
@@ -372,9 +365,8 @@ async def test_recovers_after_server_restart_and_fills_the_gap(tmp_path, clients
         monitor, session_id = await monitor_session(first, clients)
         await monitor.call("setup_data", setup_payload(session_id))
         async with chromium() as browser:
-            tab = await browser.open(f"{first.url}/dashboard/{session_id}")
+            tab = await open_dashboard(browser, first, session_id)
             page = tab.page
-            await connected(page)
             before = await publish(monitor, stint(session_id, 1, 2))
             await expect(field(page, "lap")).to_have_text("2")
 
@@ -425,9 +417,8 @@ async def test_simulated_car_stint_with_setup_change(server, clients):
         server.url, model, rate=10, speedup=150, session_id=session_id, announce=lambda _m: None
     )
     async with chromium() as browser:
-        tab = await browser.open(f"{server.url}/dashboard/{session_id}")
+        tab = await open_dashboard(browser, server, session_id)
         page = tab.page
-        await connected(page)
         run = asyncio.create_task(monitor.run())
         try:
             await asyncio.wait_for(asyncio.shield(run), 60)
