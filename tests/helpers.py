@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import base64
 import json
+import os
+import socket
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
@@ -104,3 +107,33 @@ def pop_server_frame(buf: bytearray) -> tuple[int, bytes] | None:
     opcode, payload = buf[0] & 0x0F, bytes(buf[at : at + n])
     del buf[: at + n]
     return opcode, payload
+
+
+async def raw_websocket(
+    url: str, *, nodelay: bool = False, rcvbuf: int | None = None
+) -> tuple[socket.socket, bytearray]:
+    """A plain socket upgraded to an engine.io websocket at ``url``, and what the server sent after its 101."""
+    loop = asyncio.get_running_loop()
+    host, port = url.split("//")[1].split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if nodelay:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, (host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    await loop.sock_sendall(
+        sock,
+        (
+            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode(),
+    )
+    buf = bytearray()
+    while b"\r\n\r\n" not in buf:
+        buf += await loop.sock_recv(sock, 4096)
+    assert b" 101 " in buf.split(b"\r\n", 1)[0]
+    del buf[: buf.index(b"\r\n\r\n") + 4]
+    return sock, buf

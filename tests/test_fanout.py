@@ -13,10 +13,8 @@ Three kinds of test:
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import inspect
-import os
 import socket
 import struct
 from pathlib import Path
@@ -38,7 +36,7 @@ import tornado.websocket
 from racedash import fanout
 from racedash.broadcast import SocketIOBroadcaster
 from racedash.fanout import FanoutBroadcaster, encode_event, websocket_frame
-from tests.helpers import Client, pop_server_frame, sample_setup, sample_telemetry_payloads
+from tests.helpers import Client, pop_server_frame, raw_websocket, sample_setup, sample_telemetry_payloads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -338,26 +336,9 @@ class RawViewer:
 
     @classmethod
     async def join(cls, url: str, session_id: str) -> "RawViewer":
-        loop = asyncio.get_running_loop()
-        host, port = url.split("//")[1].split(":")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await loop.sock_connect(sock, (host, int(port)))
+        sock, rest = await raw_websocket(url, rcvbuf=4096)
         viewer = cls(sock)
-        key = base64.b64encode(os.urandom(16)).decode()
-        await loop.sock_sendall(
-            sock,
-            (
-                f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode(),
-        )
-        while b"\r\n\r\n" not in viewer.buf:
-            viewer.buf += await loop.sock_recv(sock, 4096)
-        assert b" 101 " in viewer.buf.split(b"\r\n", 1)[0]
-        del viewer.buf[: viewer.buf.index(b"\r\n\r\n") + 4]
+        viewer.buf = rest
         assert (await viewer.next_text()).startswith("0")
         await viewer.send("40")
         assert (await viewer.next_text()).startswith("40")

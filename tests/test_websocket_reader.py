@@ -8,7 +8,6 @@ RFC 6455 says to refuse (the server drops that connection, and only that one).
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import socket
 import struct
@@ -17,7 +16,7 @@ import orjson
 import pytest
 
 from racedash.transport import OneReadProtocol
-from tests.helpers import pop_server_frame
+from tests.helpers import pop_server_frame, raw_websocket
 
 TEXT, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x0, 0x8, 0x9, 0xA
 
@@ -50,25 +49,9 @@ class RawClient:
 
     @classmethod
     async def open(cls, url: str) -> "RawClient":
-        loop = asyncio.get_running_loop()
-        host, port = url.split("//")[1].split(":")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
-        await loop.sock_connect(sock, (host, int(port)))
+        sock, rest = await raw_websocket(url, nodelay=True)
         client = cls(sock)
-        key = base64.b64encode(os.urandom(16)).decode()
-        await client.write(
-            (
-                f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        while b"\r\n\r\n" not in client.buf:
-            client.buf += await loop.sock_recv(sock, 4096)
-        assert b" 101 " in client.buf.split(b"\r\n", 1)[0]
-        del client.buf[: client.buf.index(b"\r\n\r\n") + 4]
+        client.buf = rest
         assert (await client.next_frame())[1].startswith(b"0")
         await client.write(frame(TEXT, b"40"))
         assert (await client.next_frame())[1].startswith(b"40")
