@@ -19,10 +19,11 @@ function markerLine(position) {
     const { left, top, width: w, height: h } = u.bbox;
     if (!(px >= left && px <= left + w)) return;
     const ctx = u.ctx;
+    const dpr = window.devicePixelRatio || 1; // the canvas is in device pixels
     ctx.save();
     ctx.strokeStyle = MARKER;
-    ctx.lineWidth = 2 * (window.devicePixelRatio || 1);
-    ctx.setLineDash([6 * (window.devicePixelRatio || 1), 4 * (window.devicePixelRatio || 1)]);
+    ctx.lineWidth = 2 * dpr;
+    ctx.setLineDash([6 * dpr, 4 * dpr]);
     ctx.beginPath();
     ctx.moveTo(px, top);
     ctx.lineTo(px, top + h);
