@@ -1,6 +1,6 @@
 """Generated recordings for the replay benchmarks (not a benchmark itself).
 
-Frames are the real sample telemetry from ``../shared/data`` (cycled, with
+Frames are the real sample telemetry from ``tests/data`` (cycled, with
 lap, lap time and fuel advanced so laps and seeks are meaningful) and the real
 ~60 KB setup, written with the recording format module. Files go under /tmp.
 """
@@ -14,13 +14,9 @@ from pathlib import Path
 from racedash.recording.format import Header, encode_event, encode_header
 
 
-def shared_data() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    raise SystemExit("../shared/data not found: the benchmarks use the real sample payloads")
+def sample_data() -> Path:
+    """The real monitor samples kept with the test suite (tests/data/README.md)."""
+    return Path(__file__).resolve().parents[1] / "tests" / "data"
 
 
 def generate(
@@ -33,7 +29,7 @@ def generate(
     t0: float = 1_763_831_805.0,
 ) -> tuple[str, Path, int]:
     """A recording of ``seconds`` of telemetry at ``rate`` Hz; returns (id, path, frames)."""
-    data = shared_data()
+    data = sample_data()
     setup = json.loads((data / "car_setup_overview.json").read_text())
     samples = [json.loads(line)["telemetry"] for line in (data / "telemetry_update_samples.jsonl").read_text().splitlines() if line.strip()]
     session_id = str(uuid.uuid4())

@@ -1,4 +1,4 @@
-"""Test helpers: a recording Socket.IO client and the shared sample payloads."""
+"""Test helpers: a recording Socket.IO client and the real sample payloads (tests/data)."""
 
 from __future__ import annotations
 
@@ -14,19 +14,16 @@ from typing import Any, Callable
 
 import socketio
 
-# ../shared/data beside the checkout; from a git worktree deeper down, the nearest one above it.
-SHARED_DATA = next(
-    (p / "shared" / "data" for p in Path(__file__).resolve().parents[1:] if (p / "shared" / "data").is_dir()),
-    Path(__file__).resolve().parents[2] / "shared" / "data",
-)
+# Payloads captured from the real monitor; tests/data/README.md says where each came from.
+SAMPLE_DATA = Path(__file__).resolve().parent / "data"
 
 
 def sample_setup() -> dict:
-    return json.loads((SHARED_DATA / "car_setup_overview.json").read_text())
+    return json.loads((SAMPLE_DATA / "car_setup_overview.json").read_text())
 
 
 def sample_telemetry_payloads() -> list[dict]:
-    with open(SHARED_DATA / "telemetry_update_samples.jsonl") as f:
+    with open(SAMPLE_DATA / "telemetry_update_samples.jsonl") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 

@@ -1,4 +1,4 @@
-"""Telemetry and setups for the browser tests, built from the shared real samples."""
+"""Telemetry and setups for the browser tests, built from the real samples in tests/data."""
 
 from __future__ import annotations
 
