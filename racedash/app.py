@@ -15,6 +15,7 @@ import socketio
 import tornado.web
 
 from racedash import paths
+from racedash.accesslog import make_log_function
 from racedash.api import api_routes, team_only
 from racedash.auth import TeamAccess
 from racedash.broadcast import Broadcaster
@@ -191,7 +192,7 @@ def make_app(settings: Settings) -> Racedash:
     deps = {"status": status}
     web = tornado.web.Application(
         [
-            (r"/", StatusPageHandler, deps),
+            (r"/", StatusPageHandler, {**deps, "access": access}),
             (r"/healthz", HealthHandler, deps),
             (r"/login", LoginHandler, {"access": access}),
             (r"/dashboard/([^/]+)", DashboardHandler, {"ui_config": ui_config(settings)}),
@@ -207,6 +208,7 @@ def make_app(settings: Settings) -> Racedash:
         compress_response=True,
         cookie_secret=access.cookie_secret,
         xsrf_cookies=True,
+        log_function=make_log_function(settings.access_log or settings.log_level.upper() == "DEBUG"),
     )
     return Racedash(
         settings=settings,

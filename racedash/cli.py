@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from racedash.simulator import SimulationOptions
 
 
+# A demo is for trying racedash on this machine: it listens on loopback unless told otherwise.
+DEMO_HOST = "127.0.0.1"
+
+
 def _serve(args: argparse.Namespace) -> int:
     from racedash.server import serve
 
@@ -52,11 +56,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _announce(server) -> None:
-    print(f"racedash {__version__} serving on {server.url}", flush=True)
-    access = server.app.access
-    if access.generated:
-        # Like Jupyter: a fresh token each start unless RACEDASH_TEAM_TOKEN is set.
-        print(f"team login (recordings, replays): {access.login_url(server.url)}", flush=True)
+    from racedash.banner import show, start_banner, team_login_url
+
+    show(start_banner("server", server.url, login_url=team_login_url(server.app.access, server.url)))
 
 
 def _publish_token(args: argparse.Namespace) -> int:
@@ -132,23 +134,56 @@ def _demo(args: argparse.Namespace) -> int:
 
     settings = Settings.from_args(args)
     if args.setting_host is None and "RACEDASH_HOST" not in os.environ:
-        # A demo is for trying racedash on this machine: loopback unless asked otherwise.
-        settings = settings.replace(host="127.0.0.1")
+        settings = settings.replace(host=DEMO_HOST)
     _configure_logging(settings.log_level)
+    banner = DemoBanner(cars=args.cars)
     asyncio.run(
         runner.demo(
             settings,
             _simulation_options(args),
             cars=args.cars,
-            on_ready=_announce_demo,
+            on_ready=banner.server_ready,
+            announce=banner.car_ready,
         )
     )
     return 0
 
 
-def _announce_demo(server) -> None:
-    _announce(server)
-    print("Ctrl-C stops the simulated car and the server.", flush=True)
+class DemoBanner:
+    """Prints the demo's banner once the server runs and every car has its dashboard URL."""
+
+    def __init__(self, cars: int) -> None:
+        self.cars = cars
+        self.server = None
+        self.monitors: list = []
+
+    def server_ready(self, server) -> None:
+        self.server = server
+
+    def car_ready(self, monitor) -> None:
+        if any(m is monitor for m in self.monitors):
+            return  # a car that reconnected announces itself again
+        self.monitors.append(monitor)
+        if len(self.monitors) == self.cars and self.server is not None:
+            self._show()
+
+    def _show(self) -> None:
+        from racedash.banner import show, start_banner, team_login_url
+
+        server = self.server
+        dashboards = [
+            (f"dashboard ({m.model.car.name}, {m.model.driver})" if self.cars > 1 else "dashboard", m.dashboard_url)
+            for m in self.monitors
+        ]
+        show(
+            start_banner(
+                "demo",
+                server.url,
+                login_url=team_login_url(server.app.access, server.url),
+                dashboards=dashboards,
+                stop_hint="Ctrl-C stops the simulated car and the server.",
+            )
+        )
 
 
 def _configure_logging(level: str) -> None:
@@ -199,10 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="run a server with a simulated car in it",
         description="Run racedash with a simulated car publishing into it; Ctrl-C stops both. "
-        "Listens on 127.0.0.1 unless --host is given.",
+        f"Listens on {DEMO_HOST} unless --host is given.",
     )
     _add_simulation_arguments(demo)
-    Settings.add_arguments(demo)
+    Settings.add_arguments(demo, shown_defaults={"host": DEMO_HOST})
     demo.set_defaults(run=_demo)
 
     token = commands.add_parser(

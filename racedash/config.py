@@ -137,6 +137,9 @@ class Settings:
 
     # --- logging -------------------------------------------------------------
     log_level: str = _setting("INFO", "logging level")
+    access_log: bool = _setting(
+        False, "one log line per HTTP request, secrets redacted (also on at log level debug; 5xx are always logged)"
+    )
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -153,7 +156,9 @@ class Settings:
         return dataclasses.replace(base, **changes)
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+    def add_arguments(cls, parser: argparse.ArgumentParser, shown_defaults: Mapping[str, Any] | None = None) -> None:
+        """One flag per setting; ``shown_defaults`` names the defaults a command applies on its own."""
+        shown_defaults = shown_defaults or {}
         group = parser.add_argument_group("server settings (each also read from RACEDASH_<NAME>)")
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
@@ -163,7 +168,7 @@ class Settings:
                 dest=f"setting_{f.name}",
                 default=None,
                 metavar=_type_of(f).__name__.upper(),
-                help=f"{f.metadata['help']} [env {env}, default {f.default}]",
+                help=f"{f.metadata['help']} [env {env}, default {shown_defaults.get(f.name, f.default)}]",
             )
 
     @classmethod

@@ -44,7 +44,7 @@ async def start_demo(tmp_path, *extra: str) -> tuple[asyncio.subprocess.Process,
 async def test_demo_serves_live_telemetry_and_stops_cleanly(tmp_path, clients, signum):
     proc, url, session_id, lines = await start_demo(tmp_path)
     try:
-        assert f"serving on {url}" in lines[0]
+        assert f"demo serving on {url}" in lines[0]
         viewer = Client(url)
         clients.append(viewer)
         await viewer.connect()
@@ -63,6 +63,50 @@ async def test_demo_serves_live_telemetry_and_stops_cleanly(tmp_path, clients, s
             await proc.wait()
     assert proc.returncode == 0
     assert b"Traceback" not in err and b"Task was destroyed" not in err
+
+
+async def test_demo_ends_its_output_with_the_banner_and_logs_no_requests(tmp_path):
+    proc, url, session_id, lines = await start_demo(tmp_path)
+    try:
+        while "Ctrl-C" not in lines[-1]:
+            lines.append((await asyncio.wait_for(proc.stdout.readline(), 10)).decode())
+        # Pages a new user opens: none of them may add a log line at the default level.
+        for path in ("/", f"/dashboard/{session_id}", "/static/css/app.css", "/nope", f"/login?token=x{session_id}"):
+            await fetch_status(url + path)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    banner = [line.rstrip("\n") for line in lines]
+    assert banner[0].startswith("racedash ") and banner[0].endswith(f"demo serving on {url}")
+    assert banner[1].split() == ["dashboard:", f"{url}/dashboard/{session_id}"]
+    assert banner[2].split() == ["status", "page:", f"{url}/"]
+    assert banner[3].split()[:2] == ["team", "login:"] and banner[3].split()[2].startswith(f"{url}/login?token=")
+    assert "Ctrl-C" in banner[4]
+    assert out == b""  # nothing printed after the banner while it ran
+    assert b"tornado.access" not in err
+    assert session_id.encode() not in err  # the dashboard URL is the session's secret
+
+
+async def fetch_status(url: str) -> int:
+    from tornado.httpclient import AsyncHTTPClient
+
+    client = AsyncHTTPClient()
+    try:
+        return (await client.fetch(url, raise_error=False)).code
+    finally:
+        client.close()
+
+
+def test_demo_help_names_its_own_default_host(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "Listens on 127.0.0.1 unless --host is given" in help_text
+    host_line = help_text[help_text.rindex("--host STR"):].split("]")[0]
+    assert "default 127.0.0.1" in host_line and "0.0.0.0" not in host_line
 
 
 async def test_demo_in_process_serves_the_simulated_car(settings, clients):

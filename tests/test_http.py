@@ -89,3 +89,32 @@ async def test_traversal_urls_never_serve_files_outside_static(server, path):
     response = await fetch(server, path)
     assert response.code in (400, 403, 404)
     assert b"install_requires" not in response.body and b"root:" not in response.body
+
+
+async def test_status_page_leads_to_the_recordings(server):
+    anonymous = (await fetch(server, "/")).body.decode()
+    assert 'href="/login?next=/recordings"' in anonymous and "team login" in anonymous
+    team = await fetch(server, "/", headers={"Authorization": f"Bearer {server.app.access.token}"})
+    assert 'href="/recordings"' in team.body.decode()
+
+
+async def test_no_access_log_at_the_default_level(server, caplog):
+    caplog.set_level("DEBUG", logger="tornado.access")
+    for path in ("/", "/healthz", "/static/css/app.css", "/nope"):
+        await fetch(server, path)
+    assert [r for r in caplog.records if r.name == "tornado.access"] == []
+
+
+@pytest.mark.parametrize("settings_changes", [{"access_log": True}])
+async def test_access_log_on_request_keeps_secrets_out(server_with, caplog):
+    caplog.set_level("INFO", logger="tornado.access")
+    session_id = str(uuid.uuid4())
+    token = server_with.app.access.token
+    await fetch(server_with, f"/dashboard/{session_id}?v=1")
+    await fetch(server_with, f"/login?token={token}", follow_redirects=False)
+    await fetch(server_with, "/login?token=wrong-guess")
+    lines = [r.getMessage() for r in caplog.records if r.name == "tornado.access"]
+    assert len(lines) == 3
+    assert f"/dashboard/{session_id[:8]}…" in lines[0]
+    text = "\n".join(lines)
+    assert session_id not in text and token not in text and "wrong-guess" not in text and "?" not in text
