@@ -66,11 +66,12 @@ class NotFoundHandler(BaseHandler):
 
 
 class StatusPageHandler(BaseHandler):
-    def initialize(self, status: ServerStatus) -> None:
+    def initialize(self, status: ServerStatus, access: TeamAccess) -> None:
         self.status = status
+        self.access = access
 
     def get(self) -> None:
-        self.render("status.html", status=self.status.snapshot())
+        self.render("status.html", status=self.status.snapshot(), team=self.access.is_team_request(self))
 
 
 class HealthHandler(BaseHandler):

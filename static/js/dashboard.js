@@ -249,6 +249,8 @@ function renderTelemetry() {
   document.title = `${fmtText(tel.player_name)} · ${state.replay ? "replay" : "live"} · racedash`;
 }
 
+const AFTER_FIRST_LAP = "after the first full lap";
+
 function renderFuel(tel, laps) {
   const fuel = isNum(tel.fuel) && tel.fuel >= 0 ? tel.fuel : null;
   const capacity = isNum(tel.fuel_capacity) && tel.fuel_capacity > 0 ? tel.fuel_capacity : null;
@@ -256,9 +258,11 @@ function renderFuel(tel, laps) {
   setField("fuel", fmtLitres(fuel));
   setField("fuel_pct", pct === null ? "" : `${Math.round(pct)} %`);
   const est = laps.fuelEstimate(fuel);
-  setField("fuel_per_lap", est.perLap === null ? DASH : fmtLitres(est.perLap, 2));
-  setField("fuel_laps_left", est.lapsLeft === null ? DASH : est.lapsLeft.toFixed(1));
-  setField("fuel_time_left", est.timeLeft === null ? DASH : fmtDuration(est.timeLeft));
+  // Until a whole lap has been timed there is nothing to divide by: say so, not a bare dash.
+  const waiting = fuel === null ? DASH : AFTER_FIRST_LAP;
+  setField("fuel_per_lap", est.perLap === null ? waiting : fmtLitres(est.perLap, 2));
+  setField("fuel_laps_left", est.lapsLeft === null ? waiting : est.lapsLeft.toFixed(1));
+  setField("fuel_time_left", est.timeLeft === null ? waiting : fmtDuration(est.timeLeft));
   const low = isLowFuel(fuel, capacity, est.lapsLeft, config.low_fuel_laps || 2);
   $("low-fuel").hidden = !low;
   const fill = $("fuel-fill");
