@@ -13,7 +13,7 @@ import pytest
 
 from racedash.server import RacedashServer
 from racedash.simulator import SimulationOptions, StintConfig, StintModel, build_monitors, run_stint
-from racedash.simulator.model import CORNERS, SETUP, TELEMETRY, UNKNOWN_TEMP
+from racedash.simulator.model import CORNERS, KELVIN, SETUP, TELEMETRY, UNKNOWN_TEMP
 from racedash.simulator.publisher import Fleet, SimulatedMonitor
 from racedash.simulator.runner import simulate
 from racedash.simulator.setup_sheet import SetupSheet
@@ -115,6 +115,23 @@ def test_the_games_oddities_are_there(stint):
     assert all(UNKNOWN_TEMP not in f["tire_temps"].values() for f in on_track)
 
 
+def parked_brakes_above_ambient(frame: dict) -> list[float]:
+    """°C by which each brake of a frame is above the air, reading brake_temps as Kelvin."""
+    return [k - KELVIN - frame["ambient_temp"] for k in frame["brake_temps"].values()]
+
+
+def test_brake_temps_are_kelvin_like_the_real_monitors(stint):
+    # The real parked car reads 307.57 K: 34.4 °C, a few degrees above the 28.9 °C air.
+    real = sample_telemetry_payloads()[0]["telemetry"]
+    assert all(0 < d < 15 for d in parked_brakes_above_ambient(real))
+    _, published = stint
+    first = telemetry_of(published)[:5]
+    assert all(f["speed"] == 0.0 for f in first), "the stint starts parked, like the sample"
+    for frame in first:
+        assert all(280 < k < 350 for k in frame["brake_temps"].values())
+        assert all(0 < d < 15 for d in parked_brakes_above_ambient(frame))
+
+
 # -- determinism --------------------------------------------------------------------
 
 
@@ -203,7 +220,7 @@ def test_numbers_are_believable(stint):
     cool = [f for f in running if f["tire_temps"]["fl"] < 85]
     assert hot and cool
     assert min(f["tire_pressures"]["fl"] for f in hot) > max(f["tire_pressures"]["fl"] for f in cool), "pressure follows temperature"
-    brakes = [f["brake_temps"]["fl"] for f in running]
+    brakes = [f["brake_temps"]["fl"] - KELVIN for f in running]  # the wire carries Kelvin
     assert max(brakes) > 500 and min(brakes) < 350, "brakes spike under braking and cool on straights"
     assert max(f["speed"] for f in running) > 250 and min(f["speed"] for f in running) < 110
     gears = {f["gear"] for f in running}

@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser import PHONE, chromium
-from tests.helpers import Client
+from tests.helpers import Client, sample_telemetry_payloads
 from tests.procs import ServerProcess
 from tests.ui_data import changed_setup, garage_frame, setup_payload, stint
 
@@ -90,13 +90,29 @@ async def test_values_update_as_the_car_publishes(server, clients):
         await expect(field(page, "wear_rl")).to_have_text("35 %")
         await expect(field(page, "wear_rl")).to_have_class("val warm")
         await expect(field(page, "wear_rr")).to_have_class("val hot")
+        await expect(field(page, "brake_fl")).to_have_text("450 °C")
         await expect(field(page, "brake_rl")).to_have_class("val brake hot")
+        await expect(field(page, "brake_rr")).to_have_class("val brake cold")
         await expect(field(page, "water_temp")).to_have_text("88 °C")
         await expect(field(page, "gear")).to_have_text("5")
         # Charts: four laps seen, three completed and plotted.
         laps_plotted = await page.evaluate("() => window.racedash.tracker.laps.map(l => l.lap)")
         assert laps_plotted == [1, 2, 3]
         await tab.screenshot("dashboard-live-laptop")
+        tab.assert_clean()
+
+
+async def test_real_brake_temps_in_kelvin_show_as_celsius(server, clients):
+    # The real monitor's parked car: brakes 307.57 K, which is 34 °C, not "307 °C".
+    monitor, session_id = await monitor_session(server, clients)
+    async with chromium() as browser:
+        tab = await open_dashboard(browser, server, session_id)
+        page = tab.page
+        sample = sample_telemetry_payloads()[0]
+        await publish(monitor, [{**sample, "session_id": session_id}])
+        for corner in ("fl", "fr", "rl", "rr"):
+            await expect(field(page, f"brake_{corner}")).to_have_text("34 °C")
+            await expect(field(page, f"brake_{corner}")).to_have_class("val brake cold")  # window 200–750 °C
         tab.assert_clean()
 
 

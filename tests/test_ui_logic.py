@@ -45,6 +45,22 @@ async def test_unknown_values_and_formats(server):
         tab.assert_clean()
 
 
+async def test_brake_temps_convert_from_kelvin(server):
+    # The game reports brakes in Kelvin; anything that is not a positive number is unknown.
+    async with chromium() as browser:
+        tab = await browser.open(server.url + "/")
+        got = await run(tab, "format.js", """[
+            m.brakeCelsius(307.5722351074219), m.brakeCelsius(273.15), m.brakeCelsius(0),
+            m.brakeCelsius(-273.15), m.brakeCelsius(null), m.brakeCelsius("307"), m.brakeCelsius(NaN),
+            m.brakeCelsius(Infinity), m.fmtTemp(307.5722351074219, m.brakeCelsius),
+            m.fmtTemp(1073.15, m.brakeCelsius), m.fmtTemp(0, m.brakeCelsius),
+            m.classify(m.brakeCelsius(307.57), [200, 750])]""")
+        assert got[0] == pytest.approx(34.42, abs=0.01)
+        assert got[1] == pytest.approx(0.0, abs=1e-9)
+        assert got[2:] == [None, None, None, None, None, None, "34 °C", "800 °C", "—", "cold"]
+        tab.assert_clean()
+
+
 def frame(t: float, lap: int, lap_time: float, fuel: float) -> dict:
     return {"t": t, "telemetry": {"lap": lap, "lap_time": lap_time, "fuel": fuel, "timestamp": iso(t)}}
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from tests.helpers import sample_setup, sample_telemetry_payloads
 
 BASE_TIME = datetime(2025, 11, 22, 17, 0, 0, tzinfo=timezone.utc)
+BRAKES_C = {"fl": 450.0, "fr": 460.0, "rl": 800.0, "rr": 150.0}  # against the 200–750 °C window: ok, ok, hot, cold
 
 
 def iso(seconds: float) -> str:
@@ -49,7 +50,7 @@ def stint(session_id: str, first_lap: int, last_lap: int, *, per_lap: int = 4, f
                 tire_temps={"fl": 86.0, "fr": 88.0, "rl": 60.0, "rr": 104.0},
                 tire_pressures={"fl": 175.0, "fr": 176.0, "rl": 150.0, "rr": 172.0},
                 tire_wear={"fl": 0.9, "fr": 0.88, "rl": 0.35, "rr": 0.1},
-                brake_temps={"fl": 450.0, "fr": 460.0, "rl": 800.0, "rr": 150.0},
+                brake_temps={c: t + 273.15 for c, t in BRAKES_C.items()},  # Kelvin, as the monitor sends them
                 engine_water_temp=88.0,
                 speed=200.0 + k,
                 gear=5,

@@ -17,7 +17,9 @@ How the pieces fit:
   absolute time grid, which again keeps the result independent of the step.
 * The game's oddities are reproduced on purpose: in the garage tyre
   temperatures are -273.15, pressures 0, engine water 0 and position 0; before
-  the car first crosses the line ``lap_time`` is negative and counts up to 0.
+  the car first crosses the line ``lap_time`` is negative and counts up to 0;
+  brake temperatures are published in Kelvin (tyres, water and air in °C),
+  although the thermal model itself works in °C.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from racedash.simulator.track import IMOLA, SpeedProfile, Track
 TICK_S = 0.2  # temperature integration step (sim seconds); braking zones last 1-2 s
 CORNERS = ("fl", "fr", "rl", "rr")
 UNKNOWN_TEMP = -273.15  # what the game reports for a temperature it does not know
+KELVIN = 273.15  # °C to K: the game's shared memory reports brake temperatures in Kelvin
 
 SETUP = "setup"
 TELEMETRY = "telemetry"
@@ -626,7 +629,7 @@ class StintModel:
             "tire_pressures": pressures,
             "tire_temps": temps,
             "tire_wear": {c: round(wear[c], 4) for c in CORNERS},
-            "brake_temps": {c: round(self._brakes[c], 2) for c in CORNERS},
+            "brake_temps": {c: round(self._brakes[c] + KELVIN, 2) for c in CORNERS},
             "engine_water_temp": 0.0 if in_garage else round(self._water, 2),
             "track_temp": round(self._interp(lap.track_temp, lap, offset), 3),
             "ambient_temp": round(self._interp(lap.ambient, lap, offset), 3),

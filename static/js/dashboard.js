@@ -4,8 +4,8 @@
 // in a replay room, `replay_state`; control a replay with `replay_control` (ack).
 
 import {
-  DASH, classify, classifyWear, fmtClock, fmtDuration, fmtGear, fmtInt, fmtLapTime, fmtLitres,
-  fmtPosition, fmtPressure, fmtTemp, fmtText, fmtWear, isNum, knownPressure, knownTemp,
+  DASH, brakeCelsius, classify, classifyWear, fmtClock, fmtDuration, fmtGear, fmtInt, fmtLapTime,
+  fmtLitres, fmtPosition, fmtPressure, fmtTemp, fmtText, fmtWear, isNum, knownPressure, knownTemp,
   knownWaterTemp, knownWear, parseTimestamp,
 } from "./format.js";
 import { StintTracker, isLowFuel } from "./stint.js";
@@ -281,7 +281,8 @@ function renderCorners(tel) {
     setField(`temp_${c}`, fmtTemp(temps[c]), classify(knownTemp(temps[c]), config.tyre_temp));
     setField(`pressure_${c}`, fmtPressure(pressures[c]), classify(knownPressure(pressures[c]), config.tyre_pressure));
     setField(`wear_${c}`, fmtWear(wear[c]), classifyWear(knownWear(wear[c]), config.tyre_wear || [20, 40]));
-    setField(`brake_${c}`, fmtTemp(brakes[c]), classify(knownTemp(brakes[c]), config.brake_temp));
+    // Brakes come in Kelvin; the display and the brake window are °C.
+    setField(`brake_${c}`, fmtTemp(brakes[c], brakeCelsius), classify(brakeCelsius(brakes[c]), config.brake_temp));
   }
 }
 

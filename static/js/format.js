@@ -12,6 +12,12 @@ export function knownTemp(v) {
   return isNum(v) && v > -273 ? v : null;
 }
 
+// The game's shared memory reports brake temperatures in Kelvin (tyres are already °C):
+// °C for display and for the °C brake window; not a number, or ≤ 0 K, is unknown (null).
+export function brakeCelsius(kelvin) {
+  return isNum(kelvin) && kelvin > 0 ? kelvin - 273.15 : null;
+}
+
 // Engine water at 0 °C only happens in the garage before the game reports it.
 export function knownWaterTemp(v) {
   return isNum(v) && v > 0 ? v : null;
