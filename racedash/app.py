@@ -26,6 +26,7 @@ from racedash.keys import derive, load_or_create_secret
 from racedash.limits import ConnectionLimits
 from racedash.live import LiveNamespace
 from racedash.packets import FastJsonPacket
+from racedash.racefeed import RaceFeed, race_options
 from racedash.recording.recorder import Recorder
 from racedash.recording.retention import Retention, RetentionPolicy
 from racedash.recording.store import RecordingStore
@@ -66,6 +67,7 @@ class Racedash:
     rights: PublishRights
     transport: WebSocketHook | None = None
     replays: ReplayManager | None = None
+    race: RaceFeed | None = None
     tasks: set[asyncio.Task] = field(default_factory=set)
     # --- recordings (None when recording is off) ---
     store: RecordingStore | None = None
@@ -93,6 +95,8 @@ class Racedash:
             for session in self.registry.idle_sessions(self.settings.session_idle_seconds, time.monotonic()):
                 if not session.viewer_sids:
                     self.registry.end(session.id)
+                    if self.race is not None:
+                        self.race.forget(session.id)
                     if self.recorder is not None:
                         await self.recorder.close_session(session.id, ended=True)
 
@@ -140,13 +144,14 @@ def make_app(settings: Settings) -> Racedash:
     access = TeamAccess(settings.team_token, derive(secret, "team-cookie"))
     store = RecordingStore(settings.recordings_dir)
     recorder = _make_recorder(settings, store) if settings.recording_enabled else None
+    transport = WebSocketHook(sio.eio, nodelay=settings.tcp_nodelay, driven=settings.websocket_driver)
+    broadcaster = make_broadcaster(sio, transport, settings)
+    race = RaceFeed(race_options(settings), broadcaster, settings.recordings_dir if recorder is not None else None)
     recording_hooks = {}
     if recorder is not None:
         store.live_summaries = recorder.live_summaries
-        recording_hooks = {"sink": recorder, "restore": recorder.restore}
+        recording_hooks = {"sink": recorder, "restore": _resume_with_race(recorder, race)}
     registry = SessionRegistry(token_for=rights.token_for, ring_size=settings.ring_frames, **recording_hooks)
-    transport = WebSocketHook(sio.eio, nodelay=settings.tcp_nodelay, driven=settings.websocket_driver)
-    broadcaster = make_broadcaster(sio, transport, settings)
     status = ServerStatus(registry)
     if recorder is not None:
         recorder.problems = status.problems  # disk trouble shows on /healthz and the status page
@@ -187,6 +192,7 @@ def make_app(settings: Settings) -> Racedash:
             public_url=settings.public_url,
             history=history,
             extension=replay_events,
+            race=race,
         )
     )
     deps = {"status": status}
@@ -224,7 +230,20 @@ def make_app(settings: Settings) -> Racedash:
         recorder=recorder,
         retention=retention,
         replays=replays,
+        race=race,
     )
+
+
+def _resume_with_race(recorder: Recorder, race: RaceFeed):
+    """The registry's restore hook: the recording's state, then its race model rebuilt from it."""
+
+    async def restore(session_id: str):
+        restored = await recorder.restore(session_id)  # flushes what this process still had queued
+        if restored is not None:
+            await race.restore(session_id)
+        return restored
+
+    return restore
 
 
 def _make_recorder(settings: Settings, store: RecordingStore) -> Recorder:

@@ -81,6 +81,19 @@ class Settings:
     )
     ui_low_fuel_laps: float = _setting(2.0, "warn when fewer laps of fuel than this are left")
     ui_stale_seconds: float = _setting(5.0, "dashboards warn of stale data after this many seconds without any")
+    # --- race model (racedash/race, docs/protocol.md "Race model") -----------
+    race_gap_seconds: float = _setting(
+        5.0, "monitor-time gap between frames that makes the laps it spans incomplete (never in a best or average)"
+    )
+    race_pit_lane_kmh: float = _setting(65.0, "at or below this speed next to a stop the car is in the pit lane")
+    race_recent_laps: int = _setting(5, "fuel per lap and pace average the last N clean laps")
+    race_reserve_laps: float = _setting(0.3, "'box by lap N' keeps this many laps of fuel in the tank")
+    alert_box_call_laps: float = _setting(3.0, "fuel alert when the last lap the car can pit at is this many laps away")
+    alert_over_seconds: float = _setting(
+        5.0, "tyre/brake alert when over the top of its window (ui_*_temp_window) this long"
+    )
+    alert_pressure_drop_kpa: float = _setting(20.0, "pressure-loss alert: a tyre losing this much within 10 s")
+    alert_stale_seconds: float = _setting(30.0, "stale-data alert: a live session with a publisher but no frame for this long")
     # --- security and limits (docs/security.md) -----------------------------
     publish_auth: str = _setting(
         "compat", "who may publish: 'compat' (the real monitor, no token needed) or 'token' (always the token)"

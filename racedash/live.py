@@ -21,6 +21,7 @@ from racedash.errors import InternalError, InvalidPayload, LimitExceeded, Raceda
 from racedash.history import HistoryOptions, SessionHistory
 from racedash.limits import ConnectionLimits
 from racedash.rights import PublishRights
+from racedash.racefeed import RaceFeed
 from racedash.sessions import SETUP, TELEMETRY, Frame, Session, SessionRegistry, frame_event
 from racedash.validation import Validators, recordable_json
 
@@ -63,9 +64,11 @@ class LiveNamespace(socketio.AsyncNamespace):
         history: SessionHistory | None = None,
         namespace: str = "/",
         extension: RoomExtension | None = None,
+        race: RaceFeed | None = None,
     ) -> None:
         super().__init__(namespace)
         self.registry = registry
+        self.race = race
         self.history = history or SessionHistory(HistoryOptions())
         self.broadcaster = broadcaster
         self.validators = validators
@@ -164,8 +167,11 @@ class LiveNamespace(socketio.AsyncNamespace):
         session = await self.registry.take_up(session_id)
         self.rights.check(session, sid, token)
         frame = self.registry.publish(session, kind, payload, sid, data_json)
+        race_events = self.race.feed(session, frame, payload) if self.race is not None else []
         event, data = frame_event(session.id, frame)
         await self.broadcaster.to_room(session.id, event, data)
+        if race_events:
+            await self.race.announce(session.id, race_events)  # type: ignore[union-attr]
         return {"ok": True, "seq": frame.seq}
 
     # -- dashboard events -----------------------------------------------------
@@ -186,6 +192,8 @@ class LiveNamespace(socketio.AsyncNamespace):
             send=lambda event, data: self.broadcaster.to_client(sid, event, data),
             enter=lambda: self.enter_room(sid, session.id),
         )
+        if self.race is not None:
+            await self.race.send_on_join(session.id, sid, last_seq if joined.missed is not None else None, joined.seq)
         self.registry.add_viewer(session, sid)
         ack = {
             "ok": True,

@@ -113,7 +113,7 @@ async def test_viewer_ahead_of_the_server_gets_the_state(tmp_path, servers, clie
     join = await viewer.call("join_session", {"session_id": session_id, "last_seq": 99})
     assert join["missed"] is None and join["seq"] == 4
     await viewer.wait_for("telemetry_update")
-    assert [e for e, _ in viewer.log] == ["setup_update", "telemetry_history", "telemetry_update"]
+    assert [e for e, _ in viewer.log] == ["setup_update", "telemetry_history", "telemetry_update", "race_tables"]
 
 
 @pytest.mark.parametrize("ring_frames", [1200, 5])
@@ -124,7 +124,7 @@ async def test_history_on_join(tmp_path, servers, clients, ring_frames):
     join = await viewer.call("join_session", {"session_id": session_id})
     assert join["seq"] == 41
     await viewer.wait_for("telemetry_update")
-    assert [e for e, _ in viewer.log] == ["setup_update", "telemetry_history", "telemetry_update"]
+    assert [e for e, _ in viewer.log] == ["setup_update", "telemetry_history", "telemetry_update", "race_tables"]
     history = viewer.events["telemetry_history"][0]
     assert history["session_id"] == session_id and history["count"] == 40 and not history["downsampled"]
     assert [p["seq"] for p in history["frames"]] == list(range(2, 42))

@@ -80,8 +80,10 @@ async def test_join_gets_current_setup_and_latest_telemetry(server, clients):
     join = await viewer.call("join_session", {"session_id": session_id})
     assert join["has_setup"] and join["has_telemetry"] and join["seq"] == 4
     await viewer.wait_for("telemetry_update")
-    # The recordings issue adds telemetry_history between the two (charts are filled at once).
-    assert [event for event, _ in viewer.log] == ["setup_update", "telemetry_history", "telemetry_update"]
+    # The recordings issue adds telemetry_history between the two (charts are filled at once),
+    # the race model issue its tables after them.
+    await viewer.wait_for("race_tables")
+    assert [event for event, _ in viewer.log] == ["setup_update", "telemetry_history", "telemetry_update", "race_tables"]
     assert viewer.events["telemetry_update"][0]["telemetry"]["lap"] == 3
 
 

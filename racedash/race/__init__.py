@@ -5,6 +5,6 @@ changes), ``strategy`` (fuel and pace arithmetic), ``alerts``, ``units`` (what
 the monitor's numbers mean), ``setupdiff``. See docs/protocol.md, "Race model".
 """
 
-from racedash.race.model import EVENT_NAMES, RaceModel, RaceOptions, tables_until
+from racedash.race.model import EVENT_NAMES, RaceModel, RaceOptions, events_after, tables_until
 
-__all__ = ["EVENT_NAMES", "RaceModel", "RaceOptions", "tables_until"]
+__all__ = ["EVENT_NAMES", "RaceModel", "RaceOptions", "events_after", "tables_until"]

@@ -493,30 +493,7 @@ class RaceModel:
         return "on_track"
 
     def stints(self) -> list[dict[str, Any]]:
-        rows: dict[int, list[dict[str, Any]]] = {}
-        for lap in self.laps:
-            rows.setdefault(lap["stint"], []).append(lap)
-        if self._lap is not None:
-            rows.setdefault(self._stint, [])
-        result = []
-        for number, laps in sorted(rows.items()):
-            clean = [lap for lap in laps if lap["clean"]]
-            times = [lap["time"] for lap in clean]
-            used = [lap["fuel_used"] for lap in clean if lap["fuel_used"] is not None]
-            drivers = [lap["driver"] for lap in laps if lap["driver"]]
-            current = self._prev.driver if number == self._stint and self._prev else None
-            result.append({
-                "stint": number,
-                "driver": drivers[-1] if drivers else current,
-                "first_lap": laps[0]["lap"] if laps else (self._lap.number if self._lap else None),
-                "last_lap": laps[-1]["lap"] if laps else None,
-                "laps": len(laps),
-                "clean_laps": len(clean),
-                "best_lap": min(times) if times else None,
-                "average_lap": round(sum(times) / len(times), 3) if times else None,
-                "fuel_per_lap": round(sum(used) / len(used), 3) if used else None,
-            })
-        return result
+        return strategy_math.stints(self.laps)
 
     def tables(self) -> dict[str, Any]:
         """Everything derived so far, as sent to a joining viewer (``race_tables``)."""
@@ -537,15 +514,46 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def tables_until(tables: dict[str, Any], seq: int) -> dict[str, Any]:
-    """The tables as they stood when frame ``seq`` had been fed (for a replay's position)."""
+def tables_until(tables: dict[str, Any], seq: int, telemetry: dict[str, Any] | None = None,
+                 options: RaceOptions | None = None) -> dict[str, Any]:
+    """The tables as they stood once frame ``seq`` had been fed (a replay's position).
+
+    Rows and events carry the seq of the frame that produced them. The strategy
+    is worked out again for ``telemetry`` (the frame at that position) when given.
+    """
+    options = options or RaceOptions()
     laps = [lap for lap in tables["laps"] if lap["seq"] <= seq]
-    return {
+    cut = {
         **tables,
         "seq": seq,
         "laps": laps,
+        "stints": strategy_math.stints(laps),
         "pit_stops": [e for e in tables["pit_stops"] if e["seq"] <= seq],
         "driver_changes": [e for e in tables["driver_changes"] if e["seq"] <= seq],
         "setup_changes": [e for e in tables["setup_changes"] if e["seq"] <= seq],
         "alerts": [e for e in tables["alerts"] if e["seq"] <= seq],
+        "car_state": None,
     }
+    if telemetry is not None:
+        cur = _Sample(seq, monitor_time(telemetry.get("timestamp")), telemetry)
+        recent = options.recent_laps
+        cut["strategy"] = strategy_math.strategy(
+            per_lap=strategy_math.fuel_per_lap(laps, recent), lap_pace=strategy_math.pace(laps, recent),
+            clean=len(strategy_math.clean_laps(laps, recent)), fuel=cur.fuel, lap=cur.lap,
+            lap_time=cur.lap_time if cur.on_lap else None, reserve_laps=options.reserve_laps,
+        )
+    return cut
+
+
+def events_after(tables: dict[str, Any], after_seq: int, upto_seq: int) -> list[dict[str, Any]]:
+    """The events of frames after ``after_seq`` up to ``upto_seq``, in stream order (a rejoin's gap)."""
+    named = [(LAP_COMPLETED, "laps"), (PIT_STOP, "pit_stops"), (DRIVER_CHANGE, "driver_changes"),
+             (SETUP_CHANGE, "setup_changes"), (ALERT, "alerts")]
+    events = []
+    for event, table in named:
+        for row in tables[table]:
+            if after_seq < row["seq"] <= upto_seq:
+                body = {"seq": row["seq"], "t": row.get("end_t"), "lap": row} if event == LAP_COMPLETED else row
+                events.append({"event": event, **body})
+    events.sort(key=lambda e: e["seq"])
+    return events

@@ -25,6 +25,31 @@ def pace(laps: Sequence[dict[str, Any]], recent: int) -> float | None:
     return sum(times) / len(times) if times else None
 
 
+def stints(laps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per stint (the laps between pit stops), from the lap rows."""
+    by_stint: dict[int, list[dict[str, Any]]] = {}
+    for lap in laps:
+        by_stint.setdefault(lap["stint"], []).append(lap)
+    rows = []
+    for number, stint_laps in sorted(by_stint.items()):
+        clean = [lap for lap in stint_laps if lap["clean"]]
+        times = [lap["time"] for lap in clean]
+        used = [lap["fuel_used"] for lap in clean if lap["fuel_used"] is not None]
+        drivers = [lap["driver"] for lap in stint_laps if lap["driver"]]
+        rows.append({
+            "stint": number,
+            "driver": drivers[-1] if drivers else None,
+            "first_lap": stint_laps[0]["lap"],
+            "last_lap": stint_laps[-1]["lap"],
+            "laps": len(stint_laps),
+            "clean_laps": len(clean),
+            "best_lap": min(times) if times else None,
+            "average_lap": round(sum(times) / len(times), 3) if times else None,
+            "fuel_per_lap": round(sum(used) / len(used), 3) if used else None,
+        })
+    return rows
+
+
 def strategy(
     *,
     per_lap: float | None,

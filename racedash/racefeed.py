@@ -1,0 +1,111 @@
+"""The race model of every live session: fed on the publish path, told to the room.
+
+One :class:`~racedash.race.RaceModel` per live session. The publish handler
+feeds each accepted frame synchronously (right after it is stamped, so the
+model sees frames in ``seq`` order) and the events it returns go to the
+session's room after the frame itself. A session resumed from its recording
+(after a restart or an idle end) gets its model rebuilt from that recording
+first, in a worker thread, while the registry's take-up waits: the laps go on
+where they were. A joining viewer is sent the tables up to the last frame it
+was sent (``race_tables``); a rejoining one only the events it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from racedash.broadcast import Broadcaster
+from racedash.config import Settings
+from racedash.race import RaceModel, RaceOptions, events_after, tables_until
+from racedash.race.alerts import AlertOptions
+from racedash.recording.race import build_model
+from racedash.sessions import Frame, Session
+
+log = logging.getLogger(__name__)
+
+
+def race_options(settings: Settings) -> RaceOptions:
+    def top(window: str) -> float:
+        return float(window.split(":")[1])
+
+    return RaceOptions(
+        gap_seconds=settings.race_gap_seconds,
+        pit_lane_kmh=settings.race_pit_lane_kmh,
+        recent_laps=settings.race_recent_laps,
+        reserve_laps=settings.race_reserve_laps,
+        alerts=AlertOptions(
+            tyre_temp_max_c=top(settings.ui_tyre_temp_window),
+            brake_temp_max_c=top(settings.ui_brake_temp_window),
+            over_seconds=settings.alert_over_seconds,
+            pressure_drop_kpa=settings.alert_pressure_drop_kpa,
+            box_call_laps=settings.alert_box_call_laps,
+        ),
+    )
+
+
+class RaceFeed:
+    def __init__(self, options: RaceOptions, broadcaster: Broadcaster, recordings_dir: Path | None) -> None:
+        self.options = options
+        self.broadcaster = broadcaster
+        self.recordings_dir = recordings_dir  # None: not recording, nothing to resume from
+        self._models: dict[str, RaceModel] = {}
+
+    def model(self, session_id: str) -> RaceModel:
+        model = self._models.get(session_id)
+        if model is None:
+            model = self._models[session_id] = RaceModel(self.options)
+        return model
+
+    async def restore(self, session_id: str) -> None:
+        """Rebuild a resumed session's model from its recording (call once it is flushed)."""
+        if self.recordings_dir is None:
+            return
+        path = self.recordings_dir / f"{session_id}.jsonl"
+        try:
+            model, _, _ = await asyncio.to_thread(build_model, path, self.options)
+        except FileNotFoundError:
+            return
+        except Exception:  # noqa: BLE001 - a recording we cannot read must not stop the session
+            log.exception("race model of session %s could not be rebuilt; it starts afresh", session_id[:8])
+            return
+        self._models[session_id] = model
+
+    def feed(self, session: Session, frame: Frame, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """The events one accepted frame causes. Synchronous: call right after stamping it."""
+        return self.model(session.id).feed(frame.seq, frame.kind, payload, frame.received)
+
+    async def announce(self, session_id: str, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            name, body = wire_event(session_id, event)
+            await self.broadcaster.to_room(session_id, name, body)
+
+    async def send_on_join(self, session_id: str, sid: str, last_seq: int | None, upto: int) -> None:
+        """What a joining viewer is sent of the race: the tables, or on a rejoin the events it missed.
+
+        ``upto`` is the last frame the join sent it; later frames' events reach it through the room.
+        """
+        model = self.model(session_id)
+        tables = model.tables()
+        if last_seq is None:
+            snapshot = tables if upto >= model.seq else tables_until(tables, upto, options=self.options)
+            await self.broadcaster.to_client(sid, "race_tables", {"session_id": session_id, **snapshot})
+            return
+        for event in events_after(tables, last_seq, upto):
+            name, body = wire_event(session_id, event)
+            await self.broadcaster.to_client(sid, name, body)
+
+    def tables(self, session_id: str) -> dict[str, Any] | None:
+        model = self._models.get(session_id)
+        return model.tables() if model is not None else None
+
+    def forget(self, session_id: str) -> None:
+        self._models.pop(session_id, None)
+
+
+def wire_event(session_id: str, event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    body = dict(event)
+    name = body.pop("event")
+    return name, {"session_id": session_id, **body}
