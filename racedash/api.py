@@ -15,6 +15,7 @@ import tornado.web
 from racedash.auth import TeamAccess
 from racedash.errors import InvalidSessionId, UnknownRecording
 from racedash.ids import parse_session_id
+from racedash.race import RaceOptions
 from racedash.recording.store import RecordingStore
 from racedash.web import BaseHandler
 
@@ -89,8 +90,9 @@ class RecordingDownloadHandler(ApiHandler):
         self.finish()
 
 
-def api_routes(store: RecordingStore, access: AccessPolicy = open_access) -> list[tuple]:
+def api_routes(store: RecordingStore, access: AccessPolicy = open_access, race_options: RaceOptions | None = None) -> list[tuple]:
     deps = {"store": store, "access": access}
+    race_options = race_options or RaceOptions()  # for the per-lap exports (racedash.recording.race)
     return [
         (r"/api/recordings", RecordingsHandler, deps),
         (r"/api/recordings/([^/]+)\.jsonl", RecordingDownloadHandler, deps),

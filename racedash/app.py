@@ -26,6 +26,7 @@ from racedash.keys import derive, load_or_create_secret
 from racedash.limits import ConnectionLimits
 from racedash.live import LiveNamespace
 from racedash.packets import FastJsonPacket
+from racedash.race import RaceOptions
 from racedash.racefeed import RaceFeed, race_options
 from racedash.recording.recorder import Recorder
 from racedash.recording.retention import Retention, RetentionPolicy
@@ -178,7 +179,7 @@ def make_app(settings: Settings) -> Racedash:
         event_burst=settings.event_burst,
         sessions_per_connection=settings.sessions_per_connection,
     )
-    replays = make_replays(settings, broadcaster, registry)
+    replays = make_replays(settings, broadcaster, registry, race.options)
     replay_events = ReplayEvents(replays, sio, access=access, max_viewers=settings.viewers_per_session)
     sio.register_namespace(
         LiveNamespace(
@@ -203,7 +204,7 @@ def make_app(settings: Settings) -> Racedash:
             (r"/login", LoginHandler, {"access": access}),
             (r"/dashboard/([^/]+)", DashboardHandler, {"ui_config": ui_config(settings)}),
             (r"/recordings", RecordingsPageHandler, {"access": access}),
-            *api_routes(store, access=team_only(access)),
+            *api_routes(store, access=team_only(access), race_options=race.options),
             *replay_routes(replays, access, settings.public_url),
             (r"/socket.io/", socketio_handler(sio, _cors_origins(settings), one_read=transport.driven)),
         ],
@@ -265,8 +266,11 @@ def _writer_options(settings: Settings) -> WriterOptions:
     )
 
 
-def make_replays(settings: Settings, broadcaster: Broadcaster, registry: SessionRegistry) -> ReplayManager:
+def make_replays(
+    settings: Settings, broadcaster: Broadcaster, registry: SessionRegistry, race: RaceOptions | None = None
+) -> ReplayManager:
     return ReplayManager(
+        race_options=race or RaceOptions(),
         recordings_dir=settings.recordings_dir,
         broadcaster=broadcaster,
         options=ReplayOptions(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from racedash.broadcast import Broadcaster
+from racedash.race import RaceOptions
 from racedash.ids import new_session_id, parse_session_id
 from racedash.errors import InvalidSessionId
 from racedash.replay.errors import ReplayStopped, TooManyReplays, UnknownReplay
@@ -43,8 +44,10 @@ class ReplayManager:
         use_sidecar: bool = True,
         is_live: Callable[[str], bool] = lambda recording_id: False,
         clock: Clock | None = None,
+        race_options: RaceOptions | None = None,
     ) -> None:
         self.recordings_dir = Path(recordings_dir)
+        self.race_options = race_options or RaceOptions()  # the race tables replays show (racedash.race)
         self.options = options
         self.max_replays = max_replays
         self.idle_seconds = idle_seconds
