@@ -169,6 +169,8 @@ class LiveNamespace(socketio.AsyncNamespace):
         frame = self.registry.publish(session, kind, payload, sid, data_json)
         race_events = self.race.feed(session, frame, payload) if self.race is not None else []
         event, data = frame_event(session.id, frame)
+        if kind == TELEMETRY and self.race is not None:
+            data["race"] = self.race.frame_summary(session.id)  # additive: the strategy as of this frame
         await self.broadcaster.to_room(session.id, event, data)
         if race_events:
             await self.race.announce(session.id, race_events)  # type: ignore[union-attr]

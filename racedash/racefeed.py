@@ -77,6 +77,9 @@ class RaceFeed:
         """The events one accepted frame causes. Synchronous: call right after stamping it."""
         return self.model(session.id).feed(frame.seq, frame.kind, payload, frame.received)
 
+    def frame_summary(self, session_id: str) -> dict[str, Any]:
+        return self.model(session_id).frame_summary()
+
     async def announce(self, session_id: str, events: list[dict[str, Any]]) -> None:
         for event in events:
             name, body = wire_event(session_id, event)

@@ -67,7 +67,9 @@ async def test_setup_and_telemetry_reach_the_room(server, clients):
     sent = telemetry(session_id, lap=3)
     assert (await monitor.call("telemetry_update", sent))["seq"] == 2
     update = (await viewer.wait_for("telemetry_update"))[0]
+    race = update.pop("race")  # additive: the race model's strategy as of this frame
     assert update == {"session_id": session_id, "telemetry": sent["telemetry"], "seq": 2}
+    assert race["car_state"] == "garage" and race["laps_left"] is None  # the real sample: parked, before the line
 
 
 async def test_join_gets_current_setup_and_latest_telemetry(server, clients):

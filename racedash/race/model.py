@@ -259,7 +259,8 @@ class RaceModel:
             return events
         if prev is None or prev.lap is None:
             if cur.on_lap:
-                self._lap = _Lap(cur.lap, start_seen=False, start_fuel=None, seq=cur.seq, t=cur.t)
+                seen = self._just_after_line(cur)
+                self._lap = _Lap(cur.lap, start_seen=seen, start_fuel=cur.fuel if seen else None, seq=cur.seq, t=cur.t)
             return events
         if cur.lap > prev.lap:
             line_time, line_fuel = self._at_the_line(prev, cur, gap)
@@ -270,8 +271,11 @@ class RaceModel:
                 first_unseen = prev.lap + 1
             for unseen in range(first_unseen, cur.lap):
                 events.append(self._complete_unseen(unseen, cur))
-            seen = not gap and cur.lap == prev.lap + 1 and cur.on_lap
-            self._lap = _Lap(cur.lap, start_seen=seen, start_fuel=line_fuel if seen else None, seq=cur.seq, t=cur.t)
+            if not gap and cur.lap == prev.lap + 1 and cur.on_lap:
+                self._lap = _Lap(cur.lap, start_seen=True, start_fuel=line_fuel, seq=cur.seq, t=cur.t)
+            else:
+                seen = cur.on_lap and self._just_after_line(cur)
+                self._lap = _Lap(cur.lap, start_seen=seen, start_fuel=cur.fuel if seen else None, seq=cur.seq, t=cur.t)
         elif cur.lap < prev.lap:
             # A new game session: the lap in progress ends unseen, counting starts again.
             if self._lap is not None:
@@ -286,6 +290,10 @@ class RaceModel:
             self._lap = _Lap(cur.lap, start_seen=seen, start_fuel=cur.fuel if seen else None, seq=cur.seq, t=cur.t,
                              out_lap=seen)
         return events
+
+    def _just_after_line(self, cur: _Sample) -> bool:
+        """A lap first seen this soon after its line is seen whole: less than a gap of it is missing."""
+        return cur.lap_time is not None and 0 <= cur.lap_time <= self.options.gap_seconds * self._rate
 
     def _at_the_line(self, prev: _Sample, cur: _Sample, gap: bool) -> tuple[float | None, float | None]:
         """(lap time, fuel) when the car crossed the line between ``prev`` and ``cur``."""
@@ -481,6 +489,18 @@ class RaceModel:
     def strategy(self, target_laps: int | None = None, target_seconds: float | None = None) -> dict[str, Any]:
         """Fuel and pace now; with a target (laps, or seconds to the finish), the fuel to add for it."""
         return self._strategy_for(self._prev, target_laps, target_seconds)
+
+    def frame_summary(self) -> dict[str, Any]:
+        """What a dashboard shows with each telemetry frame (sent along with it as ``race``)."""
+        plan = self._strategy_for(self._prev)
+        return {
+            "car_state": self.car_state(),
+            "stint": self._stint,
+            "fuel_per_lap": plan["fuel_per_lap"],
+            "laps_left": plan["laps_left"],
+            "time_left": plan["time_left"],
+            "box_by_lap": plan["box_by_lap"],
+        }
 
     def car_state(self) -> str:
         cur = self._prev
