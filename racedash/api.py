@@ -7,17 +7,25 @@ passes :func:`team_only` (docs/security.md).
 
 from __future__ import annotations
 
-from typing import Callable
+import asyncio
+import logging
+from typing import Any, Callable
 
 import aiofiles
+import tornado.iostream
 import tornado.web
 
 from racedash.auth import TeamAccess
 from racedash.errors import InvalidSessionId, UnknownRecording
 from racedash.ids import parse_session_id
 from racedash.race import RaceOptions
+from racedash.race.export import COLUMN_NAMES, csv_chunks
+from racedash.recording.format import RecordingFormatError
+from racedash.recording.race import load_tables
 from racedash.recording.store import RecordingStore
 from racedash.web import BaseHandler
+
+log = logging.getLogger(__name__)
 
 DOWNLOAD_CHUNK = 256 * 1024
 
@@ -49,6 +57,11 @@ class ApiHandler(BaseHandler):
     def prepare(self) -> None:
         self.set_header("Cache-Control", "no-store")
         self.access(self)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # send_error cleared the headers; a 404 is cacheable by default, and the recording may appear later.
+        self.set_header("Cache-Control", "no-store")
+        super().write_error(status_code, **kwargs)
 
     @staticmethod
     def recording_id(raw: str) -> str:
@@ -90,11 +103,65 @@ class RecordingDownloadHandler(ApiHandler):
         self.finish()
 
 
+class LapsExportHandler(ApiHandler):
+    """Base of the per-lap exports: the race tables of a whole recording (docs/protocol.md, "Per-lap exports")."""
+
+    def initialize(self, store: RecordingStore, access: AccessPolicy = open_access,
+                   race_options: RaceOptions | None = None) -> None:
+        super().initialize(store, access)
+        self.race_options = race_options or RaceOptions()
+
+    async def race_tables(self, raw_id: str) -> tuple[str, dict[str, Any]]:
+        """(session id, tables); the path comes from the validated id only."""
+        session_id = self.recording_id(raw_id)
+        path = self.store.existing_path(session_id)
+        try:
+            # A scan of the whole file when the sidecar is stale: never on the event loop.
+            return session_id, await asyncio.to_thread(load_tables, path, self.race_options)
+        except (RecordingFormatError, OSError) as exc:
+            # Deleted by retention meanwhile, or a damaged header: as the metadata endpoint answers.
+            log.warning("race tables of recording %s cannot be read: %s", session_id[:8], exc)
+            raise UnknownRecording("this recording cannot be read") from None
+
+
+class LapsCsvHandler(LapsExportHandler):
+    """One row per lap, streamed a few hundred rows at a time (a 24-hour race runs to hundreds of laps)."""
+
+    async def get(self, raw_id: str) -> None:
+        session_id, tables = await self.race_tables(raw_id)
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="{session_id}-laps.csv"')
+        try:
+            for chunk in csv_chunks(tables["laps"]):
+                self.write(chunk.encode("utf-8"))
+                await self.flush()
+        except tornado.iostream.StreamClosedError:
+            return  # the client went away: nothing left to send
+        self.finish()
+
+
+class LapsJsonHandler(LapsExportHandler):
+    async def get(self, raw_id: str) -> None:
+        session_id, tables = await self.race_tables(raw_id)
+        self.write_json({
+            "ok": True,
+            "recording_id": session_id,
+            "columns": COLUMN_NAMES,
+            "laps": tables["laps"],
+            "stints": tables["stints"],
+            "pit_stops": tables["pit_stops"],
+        })
+
+
 def api_routes(store: RecordingStore, access: AccessPolicy = open_access, race_options: RaceOptions | None = None) -> list[tuple]:
     deps = {"store": store, "access": access}
     race_options = race_options or RaceOptions()  # for the per-lap exports (racedash.recording.race)
+    exports = {**deps, "race_options": race_options}
+    # Specific routes before the catch-all id route: the first match wins.
     return [
         (r"/api/recordings", RecordingsHandler, deps),
+        (r"/api/recordings/([^/]+)/laps\.csv", LapsCsvHandler, exports),
+        (r"/api/recordings/([^/]+)/laps\.json", LapsJsonHandler, exports),
         (r"/api/recordings/([^/]+)\.jsonl", RecordingDownloadHandler, deps),
         (r"/api/recordings/([^/]+)", RecordingHandler, deps),
     ]
