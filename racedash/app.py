@@ -78,6 +78,8 @@ class Racedash:
     def start_background(self) -> None:
         """Start the periodic jobs; call once the event loop runs."""
         self._own(asyncio.create_task(self._reap_idle_sessions(), name="racedash-reaper"))
+        if self.race is not None:
+            self._own(asyncio.create_task(self._watch_stale_sessions(), name="racedash-stale-watch"))
         if self.recorder is not None:
             self.recorder.check_directory()
         if self.retention is not None and self.retention.policy.enabled:
@@ -100,6 +102,13 @@ class Racedash:
                         self.race.forget(session.id)
                     if self.recorder is not None:
                         await self.recorder.close_session(session.id, ended=True)
+
+    async def _watch_stale_sessions(self) -> None:
+        assert self.race is not None
+        interval = max(0.05, min(1.0, self.settings.alert_stale_seconds / 4))
+        while True:
+            await asyncio.sleep(interval)
+            await self.race.check_stale(self.registry, time.monotonic())
 
     async def _apply_retention(self) -> None:
         assert self.retention is not None
@@ -147,7 +156,12 @@ def make_app(settings: Settings) -> Racedash:
     recorder = _make_recorder(settings, store) if settings.recording_enabled else None
     transport = WebSocketHook(sio.eio, nodelay=settings.tcp_nodelay, driven=settings.websocket_driver)
     broadcaster = make_broadcaster(sio, transport, settings)
-    race = RaceFeed(race_options(settings), broadcaster, settings.recordings_dir if recorder is not None else None)
+    race = RaceFeed(
+        race_options(settings),
+        broadcaster,
+        settings.recordings_dir if recorder is not None else None,
+        stale_seconds=settings.alert_stale_seconds,
+    )
     recording_hooks = {}
     if recorder is not None:
         store.live_summaries = recorder.live_summaries

@@ -134,6 +134,8 @@ class LiveNamespace(socketio.AsyncNamespace):
             await self.extension.disconnect(sid)
         for session in self.registry.forget_connection(sid):
             log.info("publisher of session %s disconnected", session.id[:8])
+            if self.race is not None:
+                await self.race.publisher_gone(session.id)
 
     # -- monitor events -------------------------------------------------------
     async def request_session_id(self, sid: str, payload: Any) -> dict:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from racedash.broadcast import Broadcaster
 from racedash.config import Settings
@@ -47,8 +48,11 @@ def race_options(settings: Settings) -> RaceOptions:
 
 
 class RaceFeed:
-    def __init__(self, options: RaceOptions, broadcaster: Broadcaster, recordings_dir: Path | None) -> None:
+    def __init__(self, options: RaceOptions, broadcaster: Broadcaster, recordings_dir: Path | None,
+                 stale_seconds: float = 30.0) -> None:
         self.options = options
+        self.stale_seconds = stale_seconds
+        self._stale: set[str] = set()
         self.broadcaster = broadcaster
         self.recordings_dir = recordings_dir  # None: not recording, nothing to resume from
         self._models: dict[str, RaceModel] = {}
@@ -100,12 +104,35 @@ class RaceFeed:
             name, body = wire_event(session_id, event)
             await self.broadcaster.to_client(sid, name, body)
 
+    async def publisher_gone(self, session_id: str) -> None:
+        model = self._models.get(session_id)
+        if model is None or model.seq == 0:
+            return
+        await self.announce(session_id, [model.note(
+            "publisher_gone", "critical", "The monitor disconnected: no live data until it reconnects", time.time())])
+        self._stale.discard(session_id)
+
+    async def check_stale(self, sessions: Iterable[Session], now_monotonic: float) -> None:
+        """One stale-data alert per silence of a session whose publisher is still connected."""
+        for session in sessions:
+            silent = now_monotonic - session.last_publish_monotonic
+            if session.publisher_sid is None or silent < self.stale_seconds:
+                self._stale.discard(session.id)
+                continue
+            model = self._models.get(session.id)
+            if session.id in self._stale or model is None or model.seq == 0:
+                continue
+            self._stale.add(session.id)
+            await self.announce(session.id, [model.note(
+                "stale_data", "warning", f"No data from the monitor for {silent:.0f} s (still connected)", time.time())])
+
     def tables(self, session_id: str) -> dict[str, Any] | None:
         model = self._models.get(session_id)
         return model.tables() if model is not None else None
 
     def forget(self, session_id: str) -> None:
         self._models.pop(session_id, None)
+        self._stale.discard(session_id)
 
 
 def wire_event(session_id: str, event: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -252,6 +252,13 @@ class RaceModel:
             if 0.05 <= rate <= 1000.0:
                 self._rate = rate
 
+    def note(self, kind: str, severity: str, message: str, t: float | None) -> dict[str, Any]:
+        """An alert the stream cannot tell of by itself (the live session's clock: stale data, publisher gone)."""
+        alert = {"kind": kind, "severity": severity, "corner": None, "message": message,
+                 "seq": self.seq, "t": t, "lap": self._prev.lap if self._prev else None}
+        self.alerts.append(alert)
+        return {"event": ALERT, **alert}
+
     # -- laps -------------------------------------------------------------------------
     def _laps_step(self, prev: _Sample | None, cur: _Sample, gap: bool) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
