@@ -227,7 +227,8 @@ class RaceModel:
             self._measure_rate(prev, cur)
         events += self._laps_step(prev, cur, gap)
         events += self._pit_step(prev, cur, gap)
-        if prev is not None and not gap and prev.driver and cur.driver and prev.driver != cur.driver:
+        # Across a gap too: another name, more fuel or fresher tyres after it are proof enough.
+        if prev is not None and prev.driver and cur.driver and prev.driver != cur.driver:
             change = {"seq": seq, "t": t, "lap": cur.lap, "from": prev.driver, "to": cur.driver}
             self.driver_changes.append(change)
             events.append({"event": DRIVER_CHANGE, **change})
@@ -398,7 +399,7 @@ class RaceModel:
         stationary = slow and cur.speed is not None and cur.speed < opts.stationary_kmh
         refuel = tyres = 0.0
         driver_change = None
-        if prev is not None and not gap and cur.on_lap:
+        if prev is not None and cur.on_lap:
             if prev.fuel is not None and cur.fuel is not None and cur.fuel > prev.fuel + _REFUEL_LITRES:
                 refuel = cur.fuel - prev.fuel
             if any(left > prev.wear.get(c, 1.0) + _TYRE_CHANGE_WEAR for c, left in cur.wear.items()):
@@ -424,7 +425,7 @@ class RaceModel:
             if driver_change is not None:
                 stop.driver_from = stop.driver_from or driver_change[0]
                 stop.driver_to = driver_change[1]
-            if not slow or gap:
+            if not slow:
                 events += self._close_stop(stop, prev, cur)
         if not slow:
             self._slow_since = None
