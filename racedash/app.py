@@ -156,12 +156,14 @@ def make_app(settings: Settings) -> Racedash:
     recorder = _make_recorder(settings, store) if settings.recording_enabled else None
     transport = WebSocketHook(sio.eio, nodelay=settings.tcp_nodelay, driven=settings.websocket_driver)
     broadcaster = make_broadcaster(sio, transport, settings)
-    race = RaceFeed(
-        race_options(settings),
-        broadcaster,
-        settings.recordings_dir if recorder is not None else None,
-        stale_seconds=settings.alert_stale_seconds,
-    )
+    race = None
+    if settings.race_model:
+        race = RaceFeed(
+            race_options(settings),
+            broadcaster,
+            settings.recordings_dir if recorder is not None else None,
+            stale_seconds=settings.alert_stale_seconds,
+        )
     recording_hooks = {}
     if recorder is not None:
         store.live_summaries = recorder.live_summaries
@@ -193,7 +195,7 @@ def make_app(settings: Settings) -> Racedash:
         event_burst=settings.event_burst,
         sessions_per_connection=settings.sessions_per_connection,
     )
-    replays = make_replays(settings, broadcaster, registry, race.options)
+    replays = make_replays(settings, broadcaster, registry, race_options(settings))
     replay_events = ReplayEvents(replays, sio, access=access, max_viewers=settings.viewers_per_session)
     sio.register_namespace(
         LiveNamespace(
@@ -218,7 +220,7 @@ def make_app(settings: Settings) -> Racedash:
             (r"/login", LoginHandler, {"access": access}),
             (r"/dashboard/([^/]+)", DashboardHandler, {"ui_config": ui_config(settings)}),
             (r"/recordings", RecordingsPageHandler, {"access": access}),
-            *api_routes(store, access=team_only(access), race_options=race.options),
+            *api_routes(store, access=team_only(access), race_options=race_options(settings)),
             *replay_routes(replays, access, settings.public_url),
             (r"/socket.io/", socketio_handler(sio, _cors_origins(settings), one_read=transport.driven)),
         ],
@@ -249,12 +251,12 @@ def make_app(settings: Settings) -> Racedash:
     )
 
 
-def _resume_with_race(recorder: Recorder, race: RaceFeed):
+def _resume_with_race(recorder: Recorder, race: RaceFeed | None):
     """The registry's restore hook: the recording's state, then its race model rebuilt from it."""
 
     async def restore(session_id: str):
         restored = await recorder.restore(session_id)  # flushes what this process still had queued
-        if restored is not None:
+        if restored is not None and race is not None:
             await race.restore(session_id)
         return restored
 

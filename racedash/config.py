@@ -82,6 +82,7 @@ class Settings:
     ui_low_fuel_laps: float = _setting(2.0, "warn when fewer laps of fuel than this are left")
     ui_stale_seconds: float = _setting(5.0, "dashboards warn of stale data after this many seconds without any")
     # --- race model (racedash/race, docs/protocol.md "Race model") -----------
+    race_model: bool = _setting(True, "derive laps, stints, pit stops and strategy on the server (off: for comparisons)")
     race_gap_seconds: float = _setting(
         5.0, "monitor-time gap between frames that makes the laps it spans incomplete (never in a best or average)"
     )

@@ -186,3 +186,16 @@ async def test_stale_data_is_an_alert_once_per_silence(server_with, clients):
     assert len(watcher.events["alert"]) == 1  # once per silence
     await publish(monitor, stream, session_id, range(10, 12))
     await watcher.wait_for("alert", count=2, timeout=5)  # a new silence alerts again
+
+
+@pytest.mark.parametrize("settings_changes", [{"race_model": False}])
+async def test_the_race_model_can_be_switched_off(server_with, clients):
+    stream = simulated_stream(speedup=10, laps=2)
+    monitor, session_id = await new_monitor(server_with.url, clients)
+    watcher = Client(server_with.url)
+    clients.append(watcher)
+    await watcher.connect()
+    await watcher.call("join_session", {"session_id": session_id})
+    await publish(monitor, stream, session_id, range(5))
+    frames = await watcher.wait_for("telemetry_update", count=4)
+    assert "race" not in frames[-1] and "race_tables" not in watcher.events
