@@ -17,7 +17,7 @@ import tornado.web
 from racedash import paths
 from racedash.accesslog import make_log_function
 from racedash.api import api_routes, team_only
-from racedash.auth import TeamAccess
+from racedash.auth import LoginThrottle, TeamAccess
 from racedash.broadcast import Broadcaster
 from racedash.config import Settings, SettingsError
 from racedash.fanout import make_broadcaster
@@ -217,7 +217,15 @@ def make_app(settings: Settings) -> Racedash:
         [
             (r"/", StatusPageHandler, {**deps, "access": access}),
             (r"/healthz", HealthHandler, deps),
-            (r"/login", LoginHandler, {"access": access}),
+            (
+                r"/login",
+                LoginHandler,
+                {
+                    "access": access,
+                    "throttle": LoginThrottle(limit=settings.login_failures_per_minute),
+                    "secure_cookies": settings.public_url.startswith("https://"),
+                },
+            ),
             (r"/dashboard/([^/]+)", DashboardHandler, {"ui_config": ui_config(settings)}),
             (r"/recordings", RecordingsPageHandler, {"access": access}),
             *api_routes(store, access=team_only(access), race_options=race_options(settings)),

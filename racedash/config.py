@@ -96,6 +96,7 @@ class Settings:
     alert_pressure_drop_kpa: float = _setting(20.0, "pressure-loss alert: a tyre losing this much within 10 s")
     alert_stale_seconds: float = _setting(30.0, "stale-data alert: a live session with a publisher but no frame for this long")
     # --- security and limits (docs/security.md) -----------------------------
+    login_failures_per_minute: int = _setting(10, "failed team logins allowed per client address a minute (then 429)")
     publish_auth: str = _setting(
         "compat", "who may publish: 'compat' (the real monitor, no token needed) or 'token' (always the token)"
     )

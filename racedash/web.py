@@ -11,7 +11,7 @@ import tornado.web
 
 from racedash import __version__
 from racedash.config import Settings, SettingsError
-from racedash.auth import COOKIE_DAYS, COOKIE_NAME, TeamAccess
+from racedash.auth import COOKIE_DAYS, COOKIE_NAME, LoginThrottle, TeamAccess, same_origin_path
 from racedash.errors import InvalidSessionId, RacedashError
 from racedash.ids import parse_session_id
 from racedash.sessions import SessionRegistry
@@ -125,8 +125,10 @@ class DashboardHandler(BaseHandler):
 class LoginHandler(BaseHandler):
     """Exchanges the team token for a signed cookie (GET with ?token= from the printed URL, or the form)."""
 
-    def initialize(self, access: TeamAccess) -> None:
+    def initialize(self, access: TeamAccess, throttle: LoginThrottle, secure_cookies: bool = False) -> None:
         self.access = access
+        self.throttle = throttle
+        self.secure_cookies = secure_cookies
 
     def get(self) -> None:
         token = self.get_query_argument("token", None)
@@ -139,19 +141,28 @@ class LoginHandler(BaseHandler):
         self._login(self.get_body_argument("token", ""))
 
     def _login(self, token: str) -> None:
+        address = self.request.remote_ip or ""
+        if self.throttle.blocked(address):
+            self.set_status(429)
+            self.render("login.html", error="Too many failed attempts: wait a minute.", next_url=self._next_url())
+            return
         if not self.access.is_token(token):
+            self.throttle.failed(address)
             self.set_status(403)
             self.render("login.html", error="That team token is not valid.", next_url=self._next_url())
             return
         self.set_signed_cookie(
-            COOKIE_NAME, "team", expires_days=COOKIE_DAYS, httponly=True, samesite="Lax"
+            COOKIE_NAME,
+            self.access.cookie_value,
+            expires_days=COOKIE_DAYS,
+            httponly=True,
+            samesite="Lax",
+            secure=self.secure_cookies or self.request.protocol == "https",
         )
         self.redirect(self._next_url())
 
     def _next_url(self) -> str:
-        target = self.get_argument("next", "/recordings")
-        # Only paths on this server: never an open redirect.
-        return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/recordings"
+        return same_origin_path(self.get_argument("next", None), "/recordings")
 
 
 class TeamHandler(BaseHandler):

@@ -39,7 +39,12 @@ async def test_wrong_token_is_refused(server):
     assert response.code == 403 and team_cookie(response) is None
 
 
-@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\\\evil.example"])
+@pytest.mark.parametrize(
+    "target",
+    # Browsers strip tabs and newlines and read "\\" as "/": each of these would lead off-site.
+    ["//evil.example/", "https://evil.example/", "/\\\\evil.example", "/\t/evil.example", "/\n/evil.example",
+     "\t//evil.example", "/\\evil.example", "http:evil.example", ""],
+)
 async def test_no_open_redirect(server, target):
     token = server.app.access.token
     response = await fetch(server, "/login?" + urlencode({"token": token, "next": target}))
@@ -70,3 +75,43 @@ async def test_configured_team_token_is_used(server_with, settings_changes):
     assert not server_with.app.access.generated
     response = await fetch(server_with, "/login?token=configured-team-token")
     assert response.code == 302
+
+
+async def test_a_same_site_next_is_kept(server):
+    token = server.app.access.token
+    response = await fetch(server, "/login?" + urlencode({"token": token, "next": "/dashboard/x?y=1"}))
+    assert response.headers["Location"] == "/dashboard/x?y=1"
+
+
+async def test_a_new_team_token_logs_old_cookies_out(server, settings, io_loop):
+    from racedash.app import make_app
+
+    response = await fetch(server, f"/login?token={server.app.access.token}")
+    cookie = team_cookie(response)
+    assert server.app.access.is_team_environ({"HTTP_COOKIE": cookie})
+    # Same server secret, another team token (a restart with RACEDASH_TEAM_TOKEN rotated).
+    rotated = make_app(settings.replace(team_token="the-new-token"))
+    assert rotated.access.cookie_secret == server.app.access.cookie_secret
+    assert not rotated.access.is_team_environ({"HTTP_COOKIE": cookie})
+
+
+async def test_failed_logins_are_limited_per_address(server):
+    for _ in range(10):
+        assert (await fetch(server, "/login?token=guess")).code == 403
+    assert (await fetch(server, "/login?token=guess")).code == 429
+    # Even the right token waits: a guesser must not learn it hit.
+    assert (await fetch(server, f"/login?token={server.app.access.token}")).code == 429
+
+
+async def test_cookie_is_secure_behind_tls(server):
+    token = server.app.access.token
+    plain = await fetch(server, f"/login?token={token}")
+    assert "Secure" not in ";".join(plain.headers.get_list("Set-Cookie"))
+    proxied = await fetch(server, f"/login?token={token}", headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" in ";".join(h for h in proxied.headers.get_list("Set-Cookie") if h.startswith(COOKIE_NAME))
+
+
+@pytest.mark.parametrize("settings_changes", [{"public_url": "https://race.example"}])
+async def test_cookie_is_secure_with_an_https_public_url(server_with):
+    response = await fetch(server_with, f"/login?token={server_with.app.access.token}")
+    assert "Secure" in ";".join(h for h in response.headers.get_list("Set-Cookie") if h.startswith(COOKIE_NAME))
