@@ -25,6 +25,7 @@ from racedash.history import HistoryOptions, SessionHistory
 from racedash.keys import derive, load_or_create_secret
 from racedash.limits import ConnectionLimits
 from racedash.live import LiveNamespace
+from racedash.logbudget import RefusalLog
 from racedash.packets import FastJsonPacket
 from racedash.race import RaceOptions
 from racedash.racefeed import RaceFeed, race_options
@@ -38,6 +39,7 @@ from racedash.replay.manager import ReplayManager
 from racedash.replay.player import ReplayOptions
 from racedash.rights import PublishRights
 from racedash.sessions import SessionRegistry
+from racedash.socketserver import GuardedServer
 from racedash.transport import WebSocketHook, socketio_handler
 from racedash.validation import Validators
 from racedash.web import (
@@ -141,7 +143,9 @@ def _cors_origins(settings: Settings) -> list[str] | None:
 
 
 def make_app(settings: Settings) -> Racedash:
-    sio = socketio.AsyncServer(
+    refusals = RefusalLog(logging.getLogger("racedash.refused"))
+    sio = GuardedServer(
+        refusals=refusals,
         async_mode="tornado",
         max_http_buffer_size=settings.max_message_bytes,
         cors_allowed_origins=_cors_origins(settings),
@@ -210,6 +214,7 @@ def make_app(settings: Settings) -> Racedash:
             history=history,
             extension=replay_events,
             race=race,
+            refusals=refusals,
         )
     )
     deps = {"status": status}

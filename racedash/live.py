@@ -20,6 +20,7 @@ from racedash.ids import new_session_id
 from racedash.errors import InternalError, InvalidPayload, LimitExceeded, RacedashError
 from racedash.history import HistoryOptions, SessionHistory
 from racedash.limits import ConnectionLimits
+from racedash.logbudget import RefusalLog
 from racedash.rights import PublishRights
 from racedash.racefeed import RaceFeed
 from racedash.sessions import SETUP, TELEMETRY, Frame, Session, SessionRegistry, frame_event
@@ -65,10 +66,12 @@ class LiveNamespace(socketio.AsyncNamespace):
         namespace: str = "/",
         extension: RoomExtension | None = None,
         race: RaceFeed | None = None,
+        refusals: RefusalLog | None = None,
     ) -> None:
         super().__init__(namespace)
         self.registry = registry
         self.race = race
+        self.refusals = refusals or RefusalLog(log)
         self.history = history or SessionHistory(HistoryOptions())
         self.broadcaster = broadcaster
         self.validators = validators
@@ -107,10 +110,10 @@ class LiveNamespace(socketio.AsyncNamespace):
                 raise InvalidPayload(f"{event} takes one payload object, got {len(payloads)} arguments")
             return await handler(sid, payloads[0] if payloads else None)
         except RacedashError as exc:
-            log.warning("%s from %s refused: %s: %s", event, sid, exc.code, exc.message)
+            self.refusals.refused(sid, exc.code, "%s from %s refused: %s: %s", str(event)[:40], sid, exc.code, exc.message)
             return exc.to_ack()
         except Exception:  # noqa: BLE001 - a bug must cost one error ack, never the connection
-            log.exception("%s from %s failed", event, sid)
+            self.refusals.refused(sid, "internal_error", "%s from %s failed", str(event)[:40], sid, exc_info=True)
             return InternalError("the server failed to handle this event").to_ack()
 
     def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
@@ -129,6 +132,7 @@ class LiveNamespace(socketio.AsyncNamespace):
         self._base_urls.pop(sid, None)
         self._auth_tokens.pop(sid, None)
         self.limits.forget(sid)
+        self.refusals.forget(sid)
         self.rights.forget(sid)
         if self.extension is not None:
             await self.extension.disconnect(sid)

@@ -1,0 +1,103 @@
+"""Attacks on a public server, each reproduced against a real server (the hardening issue's table)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import pytest
+
+from racedash.logbudget import RefusalLog
+from tests.helpers import Client, sample_telemetry_payloads
+
+
+async def connect(server, clients) -> Client:
+    client = Client(server.url)
+    clients.append(client)
+    await client.connect()
+    return client
+
+
+async def raw_call(client: Client, packet_after_id: str, timeout: float = 5) -> object:
+    """Send ``2<id><packet_after_id>`` as it is, and wait for the ack to that id."""
+    answer: asyncio.Future = asyncio.get_running_loop().create_future()
+    ack_id = client.sio._generate_ack_id("/", lambda *args: answer.set_result(args[0] if args else None))
+    await client.sio.eio.send(f"2{ack_id}{packet_after_id}")
+    return await asyncio.wait_for(answer, timeout)
+
+
+def telemetry(session_id: str) -> dict:
+    return {"session_id": session_id, "telemetry": sample_telemetry_payloads()[0]["telemetry"]}
+
+
+@pytest.mark.parametrize("name", ["disconnect", "connect", "message", "connect_error"])
+async def test_a_client_cannot_run_the_servers_own_events(server, clients, name):
+    viewer = await connect(server, clients)
+    session_id = str(uuid.uuid4())
+    assert (await viewer.call("join_session", {"session_id": session_id}))["ok"]
+    ack = await raw_call(viewer, f'["{name}",{{}}]')
+    assert ack == {"ok": False, "error": "invalid_event", "message": ack["message"]}
+    # The viewer mark survived: a viewer still cannot publish in compat mode.
+    refused = await viewer.call("telemetry_update", telemetry(session_id))
+    assert refused["error"] == "not_publisher"
+    assert viewer.sio.connected
+
+
+@pytest.mark.parametrize("packet", ['[{"a":1},{}]', "[12,{}]", "[null]", '{"a":1}'])
+async def test_an_event_name_that_is_not_a_string_is_refused(server, clients, packet):
+    client = await connect(server, clients)
+    ack = await raw_call(client, packet)
+    assert ack["ok"] is False and ack["error"] == "invalid_event"
+    assert (await client.call("join_session", {"session_id": str(uuid.uuid4())}))["ok"]
+
+
+async def test_json_nested_too_deep_is_refused_without_a_traceback(server, clients, caplog):
+    client = await connect(server, clients)
+    deep = "[" * 3000 + "]" * 3000
+    ack = await raw_call(client, f'["telemetry_update",{deep}]')
+    assert ack["ok"] is False and ack["error"] == "invalid_payload"
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.exc_info]
+    assert (await client.call("join_session", {"session_id": str(uuid.uuid4())}))["ok"]
+
+
+async def test_a_flood_of_bad_input_logs_a_few_lines(server, clients, caplog):
+    caplog.set_level(logging.INFO)
+    client = await connect(server, clients)
+    for _ in range(200):
+        await client.emit("no_such_event", {})
+        await client.sio.eio.send('2["telemetry_update",' + "[" * 2000 + "]" * 2000 + "]")
+        await client.sio.eio.send('2["disconnect",{}]')
+    assert (await client.call("join_session", {"session_id": str(uuid.uuid4())}))["ok"]  # all handled by now
+    refusals = [r for r in caplog.records if r.name == "racedash.refused"]
+    assert 1 <= len(refusals) <= 3  # one line per kind of refusal per 10 s, not 600
+    assert not any(r.exc_info for r in refusals)
+
+
+def test_refusal_log_bounds():
+    now = [100.0]
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("test.refusals")
+    logger.propagate = False
+    logger.addHandler(Collect())
+    budget = RefusalLog(logger, interval=10.0, max_lines_per_second=3, max_entries=2, clock=lambda: now[0])
+    assert budget.refused("a", "x", "one")
+    assert not budget.refused("a", "x", "two")
+    now[0] += 10.0
+    assert budget.refused("a", "x", "three")
+    assert lines[-1] == "three (and 1 more like it in the last 10 s)"
+    # At most three lines a second over all clients; the rest are counted and said once.
+    now[0] += 20.0
+    logged = [budget.refused(f"c{i}", "x", f"client {i}") for i in range(10)]
+    assert logged.count(True) == 3
+    now[0] += 1.0
+    budget.refused("d", "x", "later")
+    assert "7 refusal log lines were dropped" in lines[-2]
+    assert len(budget._clients) <= 2  # bounded table
+    budget.forget("d")
+    assert "d" not in budget._clients
