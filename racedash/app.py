@@ -172,7 +172,14 @@ def make_app(settings: Settings) -> Racedash:
     if recorder is not None:
         store.live_summaries = recorder.live_summaries
         recording_hooks = {"sink": recorder, "restore": _resume_with_race(recorder, race)}
-    registry = SessionRegistry(token_for=rights.token_for, ring_size=settings.ring_frames, **recording_hooks)
+    registry = SessionRegistry(
+        token_for=rights.token_for,
+        ring_size=settings.ring_frames,
+        ring_max_bytes=settings.ring_max_bytes,
+        setup_history_bytes=settings.setup_history_bytes,
+        max_sessions=settings.max_live_sessions,
+        **recording_hooks,
+    )
     status = ServerStatus(registry)
     if recorder is not None:
         recorder.problems = status.problems  # disk trouble shows on /healthz and the status page
@@ -205,7 +212,7 @@ def make_app(settings: Settings) -> Racedash:
         LiveNamespace(
             registry=registry,
             broadcaster=broadcaster,
-            validators=Validators(),
+            validators=Validators(max_values=settings.max_payload_values),
             rights=rights,
             limits=limits,
             viewers_per_session=settings.viewers_per_session,

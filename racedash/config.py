@@ -111,6 +111,10 @@ class Settings:
     sessions_per_connection: int = _setting(16, "sessions one connection may create or publish")
     viewers_per_session: int = _setting(2000, "viewers one session may have")
     max_setup_bytes: int = _setting(524_288, "largest setup_data payload accepted (encoded JSON bytes)")
+    max_payload_values: int = _setting(20_000, "most values (object members and array items) in one payload; a real setup has ~2,000")
+    ring_max_bytes: int = _setting(4_194_304, "encoded bytes of recent frames kept in memory per session (older ones come from the recording)")
+    setup_history_bytes: int = _setting(4_194_304, "encoded bytes of past setups kept in memory per session (a real setup is ~60 KB)")
+    max_live_sessions: int = _setting(2000, "live sessions this process holds at once (0: no limit); more are refused")
 
     # --- replay (racedash/replay) ------------------------------------------------
     replay_max_concurrent: int = _setting(16, "most replays running at once; one more is refused")

@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol
 
 import orjson
 
+from racedash.errors import LimitExceeded
 from racedash.ids import new_session_id, new_token
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Frame:
     that payload, so it decodes to an equal one).
     """
 
-    __slots__ = ("seq", "kind", "received", "_payload", "data_json")
+    __slots__ = ("seq", "kind", "received", "_payload", "data_json", "_size")
 
     def __init__(self, seq: int, kind: str, received: float, payload: dict | None = None, data_json: bytes | None = None) -> None:
         if payload is None and data_json is None:
@@ -56,6 +57,14 @@ class Frame:
         self.received = received  # server receive time, epoch seconds
         self._payload = payload
         self.data_json = data_json
+        self._size = len(data_json) if data_json is not None else None
+
+    @property
+    def size(self) -> int:
+        """Its encoded size in bytes: what memory bounds count (a restored frame is encoded once to know)."""
+        if self._size is None:
+            self._size = len(self.data_json) if self.data_json is not None else len(orjson.dumps(self._payload))
+        return self._size
 
     @property
     def payload(self) -> dict:
@@ -127,6 +136,9 @@ class Session:
     # Set while a joining viewer is brought level with the live stream
     # (racedash.history): publishers wait in take_up() until it is resolved.
     hold: asyncio.Future[None] | None = None
+    # Encoded bytes held by ``recent`` and ``setups``: each bounded (SessionRegistry's budgets).
+    recent_bytes: int = 0
+    setups_bytes: int = 0
 
     def frames_after(self, last_seq: int) -> list[Frame] | None:
         """Frames with seq > last_seq from the in-memory ring, or None if the ring no longer reaches back."""
@@ -147,6 +159,9 @@ class SessionRegistry:
         restore: Restorer = _restore_nothing,
         clock: Callable[[], float] = time.time,
         ring_size: int = 1200,
+        ring_max_bytes: int = 4 << 20,
+        setup_history_bytes: int = 4 << 20,
+        max_sessions: int = 0,
         token_for: Callable[[str], str] = lambda session_id: new_token(),
     ) -> None:
         self._sessions: dict[str, Session] = {}
@@ -155,6 +170,9 @@ class SessionRegistry:
         self._restore = restore
         self._clock = clock
         self._ring_size = ring_size
+        self._ring_max_bytes = ring_max_bytes
+        self._setup_history_bytes = setup_history_bytes
+        self.max_sessions = max_sessions  # 0: no limit
         self._token_for = token_for
 
     # -- lookup ---------------------------------------------------------------
@@ -213,6 +231,8 @@ class SessionRegistry:
     def _new_session(
         self, session_id: str, publisher_sid: str | None, restored: RestoredState | None = None
     ) -> Session:
+        if self.max_sessions and len(self._sessions) >= self.max_sessions:
+            raise LimitExceeded(f"this server holds its maximum of {self.max_sessions} live sessions")
         session = Session(
             id=session_id,
             publish_token=self._token_for(session_id),
@@ -223,9 +243,14 @@ class SessionRegistry:
         if restored is not None:
             session.next_seq = restored.next_seq
             session.setup = restored.setup
-            session.setups.extend(restored.setups)
             session.telemetry = restored.telemetry
-            session.recent.extend(restored.recent)
+            for frame in restored.setups:
+                if frame is not restored.setup and frame.data_json is None:
+                    frame.data_json = orjson.dumps(frame.payload)  # held as JSON, like live history
+                    frame.compact()
+                self._keep_setup(session, frame)
+            for frame in restored.recent:
+                self._keep_recent(session, frame)
         self._sessions[session_id] = session
         return session
 
@@ -250,20 +275,39 @@ class SessionRegistry:
         frame = Frame(seq=session.next_seq, kind=kind, received=self._clock(), payload=payload, data_json=data_json)
         session.next_seq += 1
         if kind == SETUP:
+            if session.setup is not None:
+                session.setup.compact()  # broadcast already: history keeps its JSON only (~60 KB, not ~1 MB of objects)
             session.setup = frame
-            session.setups.append(frame)
+            self._keep_setup(session, frame)
         else:
             if session.telemetry is not None:
                 session.telemetry.compact()  # broadcast already: the ring keeps its JSON only
             session.telemetry = frame
-        session.recent.append(frame)
+        self._keep_recent(session, frame)
         session.last_publish_monotonic = time.monotonic()
         if sid is not None:
             session.publisher_sid = sid
         self._sink.append(session.id, frame)
-        if kind == SETUP and frame.data_json is not None:
-            frame.data_json = None  # recorded; setups are kept as dicts (few, and sent whole to joiners)
         return frame
+
+    # -- memory bounds: frames held per session, by count and by encoded bytes ------------
+    def _keep_recent(self, session: Session, frame: Frame) -> None:
+        ring = session.recent
+        if ring.maxlen is not None and len(ring) == ring.maxlen:
+            session.recent_bytes -= ring[0].size  # append() below drops it
+        ring.append(frame)
+        session.recent_bytes += frame.size
+        while session.recent_bytes > self._ring_max_bytes and len(ring) > 1:
+            session.recent_bytes -= ring.popleft().size  # older frames come from the recording
+
+    def _keep_setup(self, session: Session, frame: Frame) -> None:
+        setups = session.setups
+        if setups.maxlen is not None and len(setups) == setups.maxlen:
+            session.setups_bytes -= setups[0].size
+        setups.append(frame)
+        session.setups_bytes += frame.size
+        while session.setups_bytes > self._setup_history_bytes and len(setups) > 1:
+            session.setups_bytes -= setups.popleft().size
 
     # -- connections ----------------------------------------------------------
     def add_viewer(self, session: Session, sid: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import fastjsonschema
 import orjson
 
-from racedash.errors import InvalidPayload, MissingField, WrongType
+from racedash.errors import InvalidPayload, LimitExceeded, MissingField, WrongType
 from racedash.ids import parse_session_id
 
 _NUMBER = {"type": "number"}
@@ -82,8 +82,9 @@ MAX_DEPTH = 32
 class PayloadValidator:
     """Validates one event's payload against a schema compiled at construction."""
 
-    def __init__(self, schema: dict, event: str) -> None:
+    def __init__(self, schema: dict, event: str, max_values: int = 0) -> None:
         self.event = event
+        self.max_values = max_values
         self._validate: Callable[[Any], Any] = fastjsonschema.compile(schema)
 
     def __call__(self, payload: Any) -> dict:
@@ -98,7 +99,7 @@ class PayloadValidator:
             if exc.rule == "required":
                 raise MissingField(f"{self.event}: {exc.message.replace('data', 'payload', 1)}") from None
             raise WrongType(f"{self.event}: {field or 'payload'} {_rule_text(exc)}") from None
-        _check_finite(payload, self.event)
+        _check_finite(payload, self.event, self.max_values)
         return payload
 
 
@@ -120,30 +121,42 @@ def _rule_text(exc: fastjsonschema.JsonSchemaValueException) -> str:
     return text[text.index(marker) + 1:] if marker in text else text
 
 
-def _check_finite(value: Any, event: str, depth: int = 0) -> None:
-    """Refuse NaN/Infinity (not JSON; orjson would silently write null) and deep nesting."""
+def _check_finite(value: Any, event: str, max_values: int = 0) -> None:
+    """Refuse NaN/Infinity (not JSON; orjson would silently write null), deep nesting and too many values.
+
+    The count bounds what a payload costs once parsed: a 512 KB ``[{}, {}, …]``
+    setup is 170,000 Python objects (~12 MB); a real setup has ~2,000 values.
+    """
+    budget = [max_values or -1]
+    _walk(value, event, 0, budget)
+
+
+def _walk(value: Any, event: str, depth: int, budget: list[int]) -> None:
     if depth > MAX_DEPTH:
         raise InvalidPayload(f"{event}: payload nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, float):
         if not math.isfinite(value):
             raise WrongType(f"{event}: numbers must be finite (NaN and Infinity are not JSON)")
-    elif isinstance(value, dict):
-        for item in value.values():
-            if isinstance(item, (dict, list, float)):
-                _check_finite(item, event, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, (dict, list, float)):
-                _check_finite(item, event, depth + 1)
+        return
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    if items is None:
+        return
+    if budget[0] >= 0:
+        budget[0] -= len(items)
+        if budget[0] < 0:
+            raise LimitExceeded(f"{event}: payload holds too many values")
+    for item in items:
+        if isinstance(item, (dict, list, float)):
+            _walk(item, event, depth + 1, budget)
 
 
 class Validators:
     """The compiled validators for every event, built once per application."""
 
-    def __init__(self) -> None:
-        self.setup_data = PayloadValidator(SETUP_DATA_SCHEMA, "setup_data")
-        self.telemetry_update = PayloadValidator(TELEMETRY_UPDATE_SCHEMA, "telemetry_update")
-        self.join_session = PayloadValidator(JOIN_SESSION_SCHEMA, "join_session")
+    def __init__(self, max_values: int = 20_000) -> None:
+        self.setup_data = PayloadValidator(SETUP_DATA_SCHEMA, "setup_data", max_values)
+        self.telemetry_update = PayloadValidator(TELEMETRY_UPDATE_SCHEMA, "telemetry_update", max_values)
+        self.join_session = PayloadValidator(JOIN_SESSION_SCHEMA, "join_session", max_values)
 
     @staticmethod
     def session_id_of(payload: dict) -> str:

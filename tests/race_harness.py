@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from racedash.race.setupdiff import changed_settings, garage_values
+from racedash.race.setupdiff import changed_settings, shown_values
 from racedash.simulator.model import SETUP, StintConfig, StintModel, run_stint
 
 
@@ -100,7 +100,7 @@ def check_against_truth(stream: Stream, tables: dict, *, fuel_now: float | None 
     found_drivers = [(c["lap"], c["to"]) for c in tables["driver_changes"]]
     assert found_drivers == true_drivers, (found_drivers, true_drivers)
 
-    setups = [garage_values(body["setup"]) for event, body in stream.messages if event == "setup_data"]
+    setups = [shown_values(body["setup"]) for event, body in stream.messages if event == "setup_data"]
     true_changes = [[c["key"] for c in changed_settings(a, b)] for a, b in zip(setups, setups[1:])]
     assert [[c["key"] for c in change["changes"]] for change in tables["setup_changes"]] == true_changes
 

@@ -21,7 +21,7 @@ def team_headers(server) -> dict[str, str]:
 
     from racedash.auth import COOKIE_NAME
 
-    value = tornado.web.create_signed_value(server.app.access.cookie_secret, COOKIE_NAME, "team").decode()
+    value = tornado.web.create_signed_value(server.app.access.cookie_secret, COOKIE_NAME, server.app.access.cookie_value).decode()
     return {"Cookie": f"{COOKIE_NAME}={value}"}
 
 

@@ -101,3 +101,51 @@ def test_refusal_log_bounds():
     assert len(budget._clients) <= 2  # bounded table
     budget.forget("d")
     assert "d" not in budget._clients
+
+
+def setup_payload(session_id: str, setup: object) -> dict:
+    return {"session_id": session_id, "timestamp": "2025-11-22T17:16:45.160430Z", "setup": setup}
+
+
+async def test_a_setup_of_many_tiny_values_is_refused(server, clients):
+    monitor = await connect(server, clients)
+    session_id = (await monitor.call("request_session_id", {}))["session_id"]
+    ack = await monitor.call("setup_data", setup_payload(session_id, {"x": [{}] * 100_000}), timeout=10)
+    assert ack["ok"] is False and ack["error"] == "limit_exceeded" and "too many values" in ack["message"]
+    assert server.app.registry.get(session_id).setup is None
+
+
+@pytest.mark.parametrize("settings_changes", [{"setup_history_bytes": 1_000_000, "ring_max_bytes": 500_000}])
+async def test_what_a_session_holds_in_memory_is_bounded_in_bytes(server_with, clients):
+    monitor = await connect(server_with, clients)
+    session_id = (await monitor.call("request_session_id", {}))["session_id"]
+    big_setup = {"carSetup": {"garageValues": {f"K{i}": {"stringValue": "x" * 400} for i in range(1000)}}}  # ~420 KB
+    for _ in range(10):
+        assert (await monitor.call("setup_data", setup_payload(session_id, big_setup), timeout=10))["ok"]
+    frame = telemetry(session_id)
+    frame["telemetry"] = {**frame["telemetry"], "padding": "y" * 50_000}
+    for _ in range(40):
+        assert (await monitor.call("telemetry_update", frame))["ok"]
+    session = server_with.app.registry.get(session_id)
+    assert session.setups_bytes <= 1_000_000 and len(session.setups) == 2
+    assert session.recent_bytes <= 500_000 and len(session.recent) < 40
+    assert session.setups_bytes == sum(f.size for f in session.setups)
+    assert session.recent_bytes == sum(f.size for f in session.recent)
+    # Only the current setup is held as Python objects; the rest as their JSON.
+    assert all(f._payload is None for f in list(session.setups)[:-1])
+
+    # A viewer far behind still gets every frame it missed: from the recording.
+    viewer = await connect(server_with, clients)
+    join = await viewer.call("join_session", {"session_id": session_id, "last_seq": 1})
+    assert join["missed"] == 49
+
+
+@pytest.mark.parametrize("settings_changes", [{"max_live_sessions": 3}])
+async def test_live_sessions_are_capped(server_with, clients):
+    monitor = await connect(server_with, clients)
+    for _ in range(3):
+        assert (await monitor.call("request_session_id", {}))["ok"]
+    ack = await monitor.call("request_session_id", {})
+    assert ack["ok"] is False and ack["error"] == "limit_exceeded"
+    refused = await monitor.call("telemetry_update", telemetry(str(uuid.uuid4())))
+    assert refused["error"] == "limit_exceeded"

@@ -9,7 +9,7 @@ import pytest
 from racedash.race import RaceModel, tables_until
 from racedash.race.alerts import AlertOptions
 from racedash.race.model import RaceOptions
-from racedash.race.setupdiff import changed_settings, garage_values
+from racedash.race.setupdiff import changed_settings, shown_values
 from racedash.race.strategy import strategy
 from racedash.race.units import brake_temp_c, monitor_time, pressure_kpa, tyre_temp_c
 from racedash.simulator.model import SETUP, StintConfig, run_stint
@@ -32,7 +32,7 @@ def feed_all(frames, options: RaceOptions | None = None, skip=lambda i: False) -
 
 
 def truth_setup_changes(frames) -> list[list[str]]:
-    setups = [garage_values(p["setup"]) for kind, p in frames if kind == SETUP]
+    setups = [shown_values(p["setup"]) for kind, p in frames if kind == SETUP]
     return [[c["key"] for c in changed_settings(a, b)] for a, b in zip(setups, setups[1:])]
 
 

@@ -177,7 +177,7 @@ class RaceModel:
         self._stint = 1
         self._stop: _Stop | None = None
         self._slow_since: tuple[float | None, int | None] | None = None  # (t, lap) of the first slow frame
-        self._setup_values: dict[str, dict[str, Any]] | None = None
+        self._setup_values: dict[str, Any] | None = None  # shown values only: a setup is ~60 KB
         self._alerts = AlertWatch(self.options.alerts)
         self._position: int | None = None  # at the line: the last frame's before it
         self._aggregates_key: tuple[int, int] | None = None
@@ -197,7 +197,7 @@ class RaceModel:
         return self._feed_telemetry(seq, telemetry, received)
 
     def _feed_setup(self, seq: int, payload: dict[str, Any], received: float | None) -> list[dict[str, Any]]:
-        values = setupdiff.garage_values(payload.get("setup"))
+        values = setupdiff.shown_values(payload.get("setup"))
         if not values:
             return []  # the game's API gave nothing: not a change
         previous, self._setup_values = self._setup_values, values

@@ -22,12 +22,16 @@ def shown_value(setting: dict[str, Any]) -> Any:
     return shown if isinstance(shown, (str, int, float)) else setting.get("value")
 
 
-def changed_settings(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One ``{key, old, new}`` per setting whose shown value differs; keys sorted."""
+def shown_values(setup: object) -> dict[str, Any]:
+    """``{key: shown value}`` of a setup: all a setup change is judged by (and all the model keeps)."""
+    return {key: shown_value(setting) for key, setting in garage_values(setup).items()}
+
+
+def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """One ``{key, old, new}`` per setting whose shown value differs; keys sorted (``shown_values`` maps)."""
     changes = []
     for key in sorted(set(old) | set(new)):
-        before = shown_value(old[key]) if key in old else None
-        after = shown_value(new[key]) if key in new else None
+        before, after = old.get(key), new.get(key)
         if before != after:
             changes.append({"key": key, "old": before, "new": after})
     return changes
