@@ -96,6 +96,15 @@ class Settings:
     alert_pressure_drop_kpa: float = _setting(20.0, "pressure-loss alert: a tyre losing this much within 10 s")
     alert_stale_seconds: float = _setting(30.0, "stale-data alert: a live session with a publisher but no frame for this long")
     # --- security and limits (docs/security.md) -----------------------------
+    max_connections: int = _setting(0, "open connections in all (0: the descriptor limit minus 512, at most 20,000); more get 503")
+    connections_per_address: int = _setting(256, "open connections per client address (0: no limit); more get 503")
+    connection_exempt_addresses: str = _setting(
+        "127.0.0.1,::1", "addresses not capped per address and given 64 connections of headroom (local health checks)"
+    )
+    http_idle_seconds: float = _setting(30.0, "an HTTP connection idle (or still sending its headers) this long is closed")
+    trust_proxy_headers: bool = _setting(
+        False, "take the client address and scheme from X-Forwarded-*/X-Real-IP (only behind a proxy that sets them)"
+    )
     login_failures_per_minute: int = _setting(10, "failed team logins allowed per client address a minute (then 429)")
     publish_auth: str = _setting(
         "compat", "who may publish: 'compat' (the real monitor, no token needed) or 'token' (always the token)"

@@ -7,14 +7,30 @@ import logging
 import signal
 from typing import Callable
 
-import tornado.httpserver
+import resource
+
 import tornado.netutil
 
 from racedash.app import Racedash, make_app
 from racedash.config import Settings
 from racedash.gctuning import tune_gc
+from racedash.listener import ConnectionGate, GatedHTTPServer
 
 log = logging.getLogger(__name__)
+
+
+# Descriptors kept free above the connection cap: recordings, sidecars, the loopback headroom.
+FD_RESERVE = 512
+
+
+def connection_cap(setting: int) -> int:
+    """The total connection cap: the setting, or (0) what the descriptor limit leaves after a reserve."""
+    if setting > 0:
+        return setting
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 20_000
+    return max(64, min(20_000, soft - FD_RESERVE))
 
 
 class RacedashServer:
@@ -23,7 +39,8 @@ class RacedashServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app: Racedash | None = None
-        self._http: tornado.httpserver.HTTPServer | None = None
+        self._http: GatedHTTPServer | None = None
+        self.gate: ConnectionGate | None = None
         self.port: int | None = None
 
     @property
@@ -37,7 +54,21 @@ class RacedashServer:
         self.app = make_app(self.settings)
         sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host)
         self.port = sockets[0].getsockname()[1]
-        self._http = tornado.httpserver.HTTPServer(self.app.web, xheaders=True)
+        settings = self.settings
+        self.gate = ConnectionGate(
+            max_total=connection_cap(settings.max_connections),
+            max_per_address=settings.connections_per_address,
+            exempt=frozenset(a.strip() for a in settings.connection_exempt_addresses.split(",") if a.strip()),
+        )
+        self.app.status.gate = self.gate
+        self._http = GatedHTTPServer(
+            self.app.web,
+            gate=self.gate,
+            xheaders=settings.trust_proxy_headers,
+            # Also the header timeout: a client that opens a connection and sends nothing is dropped.
+            idle_connection_timeout=settings.http_idle_seconds,
+            body_timeout=settings.http_idle_seconds,
+        )
         self._http.add_sockets(sockets)
         self.app.start_background()
         log.info("racedash listening on %s:%s", self.settings.host, self.port)

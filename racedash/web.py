@@ -25,6 +25,7 @@ class ServerStatus:
         self.started = clock()
         self._clock = clock
         self.problems: dict[str, str] = {}
+        self.gate = None  # the server's ConnectionGate, once it listens
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -34,6 +35,7 @@ class ServerStatus:
             "live_sessions": len(self.registry),
             "viewers": self.registry.viewer_count(),
             "problems": sorted(self.problems.values()),
+            "connections": self.gate.total if self.gate is not None else None,
         }
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
 import uuid
 
 import pytest
 
 from racedash.logbudget import RefusalLog
-from tests.helpers import Client, sample_telemetry_payloads
+from tests.helpers import Client, sample_telemetry_payloads, wait_until
+from tests.procs import REPO, ServerProcess
 
 
 async def connect(server, clients) -> Client:
@@ -149,3 +155,118 @@ async def test_live_sessions_are_capped(server_with, clients):
     assert ack["ok"] is False and ack["error"] == "limit_exceeded"
     refused = await monitor.call("telemetry_update", telemetry(str(uuid.uuid4())))
     assert refused["error"] == "limit_exceeded"
+
+
+# -- connections: caps per address and in total, idle timeouts, accept back-off --------------
+
+async def open_sockets(server, count: int) -> list[socket.socket]:
+    loop = asyncio.get_running_loop()
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", server.port))
+        socks.append(sock)
+    return socks
+
+
+async def refused_with_503(server) -> bool:
+    """A fresh connection: True when the server answers 503 and closes it at once."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", server.port))
+        await loop.sock_sendall(sock, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+        return answer.startswith(b"HTTP/1.1 503")
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("settings_changes", [{"connections_per_address": 5, "connection_exempt_addresses": ""}])
+async def test_connections_per_address_are_capped(server_with):
+    idle = await open_sockets(server_with, 5)
+    try:
+        await wait_until(lambda: server_with.gate.total == 5)
+        assert await refused_with_503(server_with)
+        idle.pop().close()
+        await wait_until(lambda: server_with.gate.total == 4)
+        assert not await refused_with_503(server_with)
+    finally:
+        for sock in idle:
+            sock.close()
+    await wait_until(lambda: server_with.gate.total == 0)
+
+
+@pytest.mark.parametrize("settings_changes", [{"max_connections": 6, "connections_per_address": 0}])
+async def test_total_cap_keeps_headroom_for_local_health_checks(server_with):
+    idle = await open_sockets(server_with, 6)
+    try:
+        await wait_until(lambda: server_with.gate.total == 6)
+        # Loopback is exempt by default: /healthz still answers at the cap...
+        assert not await refused_with_503(server_with)
+        # ...while any other address is refused.
+        server_with.gate.exempt = frozenset()
+        assert await refused_with_503(server_with)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+@pytest.mark.parametrize("settings_changes", [{"http_idle_seconds": 0.5}])
+async def test_a_slowloris_connection_is_dropped(server_with):
+    loop = asyncio.get_running_loop()
+    [sock] = await open_sockets(server_with, 1)
+    try:
+        await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        assert await asyncio.wait_for(loop.sock_recv(sock, 4096), 5) == b""  # closed by the server
+    finally:
+        sock.close()
+    await wait_until(lambda: server_with.gate.total == 0)
+
+
+@pytest.mark.slow
+def test_running_out_of_descriptors_pauses_accepts_with_one_line(tmp_path):
+    """A real server with 200 descriptors and no cap of its own: 300 sockets run it out."""
+    code = (
+        "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200)); "
+        "sys.argv = ['racedash'] + sys.argv[1:]; runpy.run_module('racedash', run_name='__main__')"
+    )
+    server = ServerProcess("--max-connections", "5000", "--connections-per-address", "0", recordings_dir=tmp_path / "r")
+    server.command = ["-c", code, *server.command]
+    server.start = _start_with_python_c(server)
+    server.start()
+    socks = []
+    try:
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            socks.append(sock)
+        time.sleep(1.5)
+    finally:
+        for sock in socks:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while not server._healthy():
+        assert time.monotonic() < deadline, server.output
+        time.sleep(0.1)
+    server.stop()
+    pauses = server.output.count("cannot accept connections")
+    assert 1 <= pauses <= 10, server.output[-2000:]
+    assert "Traceback" not in server.output
+
+
+def _start_with_python_c(server: ServerProcess):
+    """ServerProcess runs ``python -m racedash``; this one runs ``python -c <code> serve …``."""
+    def start(timeout: float = 20) -> ServerProcess:
+        server.process = subprocess.Popen(
+            [sys.executable, *server.command], env=server.env, cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        server._reader = threading.Thread(target=server._read_output, daemon=True)
+        server._reader.start()
+        if not server._ready.wait(timeout) or not server.url:
+            server.kill9()
+            raise RuntimeError(server.output)
+        return server
+    return start

@@ -103,7 +103,9 @@ async def test_failed_logins_are_limited_per_address(server):
     assert (await fetch(server, f"/login?token={server.app.access.token}")).code == 429
 
 
-async def test_cookie_is_secure_behind_tls(server):
+@pytest.mark.parametrize("settings_changes", [{"trust_proxy_headers": True}])
+async def test_cookie_is_secure_behind_tls(server_with):
+    server = server_with
     token = server.app.access.token
     plain = await fetch(server, f"/login?token={token}")
     assert "Secure" not in ";".join(plain.headers.get_list("Set-Cookie"))
