@@ -11,9 +11,17 @@ from playwright.async_api import expect
 from tests.browser import PHONE, chromium
 from tests.helpers import Client, sample_telemetry_payloads
 from tests.procs import ServerProcess
-from tests.ui_data import changed_setup, garage_frame, setup_payload, stint
+from tests.ui_data import changed_setup, garage_frame, pit_stop, setup_payload, stint
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def settings(settings):
+    # stint() sends 4 frames a lap, ~22 s of monitor time apart; the race model takes frames more
+    # than race_gap_seconds (default 5 s) apart for a data gap and never times the laps spanning
+    # one. A wider gap lets these coarse test streams be timed as the dense real ones are.
+    return settings.replace(race_gap_seconds=60.0)
 
 
 async def monitor_session(server, clients) -> tuple[Client, str]:
@@ -48,6 +56,12 @@ async def connected(page) -> None:
     await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "connected")
 
 
+async def lap_chart(page) -> list:
+    """The lap chart's data once drawn: [laps, clean lap times, in/out/pit lap times]."""
+    await page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    return await page.evaluate("() => window.racedash.charts.laps.data")
+
+
 async def test_values_update_as_the_car_publishes(server, clients):
     monitor, session_id = await monitor_session(server, clients)
     async with chromium() as browser:
@@ -68,18 +82,25 @@ async def test_values_update_as_the_car_publishes(server, clients):
         await expect(field(page, "position")).to_have_text("—")
         await expect(field(page, "water_temp")).to_have_text("—")
         await expect(field(page, "fuel")).to_have_text("75.0 L")
+        # The server has no clean lap to go by yet (its fuel_per_lap is null): the page says so.
+        await expect(field(page, "fuel_per_lap")).to_have_text("after the first full lap")
+        await expect(field(page, "fuel_time_left")).to_have_text("after the first full lap")
+        await expect(page.locator("#car-state")).to_be_hidden()  # in the garage: no pit badge
 
         await publish(monitor, stint(session_id, 1, 4, fuel_per_lap=2.8))
         await expect(field(page, "lap")).to_have_text("4")
         await expect(field(page, "position")).to_have_text("P3")
-        # Measured from lap transitions: lap 1 took 90.5 s, lap 3 91.5 s; 2.8 L per lap.
-        await expect(field(page, "best_lap")).to_have_text("1:30.500")
+        # The server's race model: lap 1 (90.5 s) left the garage, so it is an out-lap and no
+        # best; laps 2 and 3 took 91.0 and 91.5 s on 2.8 L each. 49.5 L / 2.8 = 17.68 laps left,
+        # at the clean laps' pace (91.25 s) 26:53.
+        await expect(field(page, "best_lap")).to_have_text("1:31.000")
         await expect(field(page, "last_lap")).to_have_text("1:31.500")
         await expect(field(page, "fuel_per_lap")).to_have_text("2.80 L")
         await expect(field(page, "fuel")).to_have_text("49.5 L")
         await expect(field(page, "fuel_pct")).to_have_text("66 %")
         await expect(field(page, "fuel_laps_left")).to_have_text("17.7")
-        await expect(field(page, "fuel_time_left")).to_have_text("26:48")
+        await expect(field(page, "fuel_time_left")).to_have_text("26:53")
+        await expect(page.locator("#car-state")).to_be_hidden()
         await expect(page.locator("#low-fuel")).to_be_hidden()
         # Colour windows (defaults 70–100 °C, 160–190 kPa, wear 20/40 %, brakes 200–750 °C).
         await expect(field(page, "temp_fl")).to_have_text("86 °C")
@@ -95,9 +116,10 @@ async def test_values_update_as_the_car_publishes(server, clients):
         await expect(field(page, "brake_rr")).to_have_class("val brake cold")
         await expect(field(page, "water_temp")).to_have_text("88 °C")
         await expect(field(page, "gear")).to_have_text("5")
-        # Charts: four laps seen, three completed and plotted.
-        laps_plotted = await page.evaluate("() => window.racedash.tracker.laps.map(l => l.lap)")
-        assert laps_plotted == [1, 2, 3]
+        # Charts: four laps seen, three completed: the out-lap a dot, the clean laps the line.
+        laps = await page.evaluate("() => window.racedash.race.laps.map(l => [l.lap, l.time, l.clean])")
+        assert laps == [[1, 90.5, False], [2, 91.0, True], [3, 91.5, True]]
+        assert await lap_chart(page) == [[1, 2, 3], [None, 91.0, 91.5], [90.5, None, None]]
         await tab.screenshot("dashboard-live-laptop")
         tab.assert_clean()
 
@@ -124,6 +146,120 @@ async def test_low_fuel_warning(server, clients):
         await expect(field(tab.page, "fuel_laps_left")).to_have_text("0.6")
         await expect(tab.page.locator("#low-fuel")).to_be_visible()
         await expect(tab.page.locator("#fuel-fill")).to_have_class("bar-fill low")
+        tab.assert_clean()
+
+
+# stint() with a garage frame first and 2.8 L a lap, as the server's race model has it: lap 1 is
+# the out-lap (no best), laps 2-4 are clean (91.0, 91.5, 92.0 s); 46.7 L left is 16.68 laps, at
+# their pace (91.5 s) 25:26.
+SERVER_FIGURES = {
+    "best_lap": "1:31.000", "last_lap": "1:32.000", "fuel_per_lap": "2.80 L", "fuel_laps_left": "16.7",
+    "fuel_time_left": "25:26",
+}
+
+
+@pytest.mark.parametrize("settings_changes", [{"history_max_points": 6}])
+async def test_late_joiner_sees_the_servers_laps_and_fuel(server_with, clients):
+    """A page opened after the laps were published shows the server's figures, the very ones a page
+    that watched them shows, though the history it is sent holds too few frames to time a lap."""
+    monitor, session_id = await monitor_session(server_with, clients)
+    async with chromium() as browser:
+        early = await open_dashboard(browser, server_with, session_id)
+        await publish(monitor, [garage_frame(session_id), *stint(session_id, 1, 5, fuel_per_lap=2.8)])
+        await expect(field(early.page, "lap")).to_have_text("5")
+        for name, text in SERVER_FIGURES.items():
+            await expect(field(early.page, name)).to_have_text(text)
+
+        late = await open_dashboard(browser, server_with, session_id)
+        await expect(field(late.page, "lap")).to_have_text("5")
+        assert await late.page.evaluate("() => window.racedash.store.length") <= 6  # of 21 frames
+        for name, text in SERVER_FIGURES.items():
+            await expect(field(late.page, name)).to_have_text(text)
+        rows = "() => window.racedash.race.laps.map(l => [l.lap, l.seq, l.time, l.clean, l.fuel_used])"
+        assert await late.page.evaluate(rows) == await early.page.evaluate(rows)
+        assert await lap_chart(late.page) == await lap_chart(early.page) == [
+            [1, 2, 3, 4], [None, 91.0, 91.5, 92.0], [90.5, None, None, None]
+        ]
+        await expect(late.page.locator("#tp-markers .marker")).to_have_count(4)
+        early.assert_clean()
+        late.assert_clean()
+
+
+async def test_in_pit_badge_follows_the_servers_car_state(server, clients):
+    monitor, session_id = await monitor_session(server, clients)
+    async with chromium() as browser:
+        tab = await open_dashboard(browser, server, session_id)
+        page = tab.page
+        badge = page.locator("#car-state")
+        await publish(monitor, stint(session_id, 1, 3))
+        await expect(field(page, "lap")).to_have_text("3")
+        await expect(field(page, "fuel_per_lap")).to_have_text("3.00 L")
+        await expect(badge).to_be_hidden()
+
+        stop = pit_stop(session_id, 3)
+        await publish(monitor, stop[:1])  # stopped mid-lap
+        await expect(badge).to_be_visible()
+        await expect(badge).to_have_text("IN PIT")
+        await publish(monitor, stop[1:3])  # still stopped, refuelled
+        await expect(field(page, "speed")).to_have_text("0 km/h")
+        await expect(badge).to_have_text("IN PIT")
+        await page.locator("#dashboard").scroll_into_view_if_needed()
+        await tab.screenshot("dashboard-in-pit", full_page=False)
+        # Somebody opening the page now learns it from the join's race_tables.
+        late = await open_dashboard(browser, server, session_id)
+        await expect(late.page.locator("#car-state")).to_have_text("IN PIT")
+
+        await publish(monitor, stop[3:4])  # rolling down the pit lane
+        await expect(badge).to_have_text("PIT LANE")
+        await expect(late.page.locator("#car-state")).to_have_text("PIT LANE")
+        await publish(monitor, stop[4:])  # back at speed: the stop is over
+        await expect(badge).to_be_hidden()
+        await expect(late.page.locator("#car-state")).to_be_hidden()
+        await page.wait_for_function("() => window.racedash.race.pitStops.length === 1")
+        stops = await page.evaluate("() => window.racedash.race.pitStops.map(s => [s.lap, s.fuel_added])")
+        assert stops == [[3, 30.0]]
+        # The refuel is the server's business: fuel per lap is still what the clean laps used.
+        await expect(field(page, "fuel_per_lap")).to_have_text("3.00 L")
+        tab.assert_clean()
+        late.assert_clean()
+
+
+async def test_lap_chart_has_no_lap_without_a_time(server, clients):
+    """An out-lap, a pit stop, a data gap spanning a whole lap: the chart's line is the clean laps,
+    the in/out/pit laps are dots, the laps the server could not time are left out: never 0:00."""
+    monitor, session_id = await monitor_session(server, clients)
+    async with chromium() as browser:
+        tab = await open_dashboard(browser, server, session_id)
+        page = tab.page
+        await publish(monitor, [
+            garage_frame(session_id), *stint(session_id, 1, 3), *pit_stop(session_id, 3),
+            *stint(session_id, 4, 4, start_fuel=90.0),
+            *stint(session_id, 6, 7, start_fuel=90.0),  # lap 5 never arrives: a gap of 115 s
+        ])
+        await expect(field(page, "lap")).to_have_text("7")
+        await expect(field(page, "last_lap")).to_have_text("1:33.000")  # lap 6
+        await expect(field(page, "best_lap")).to_have_text("1:31.000")  # lap 2: lap 1 is the out-lap
+        await page.wait_for_function("() => window.racedash.race.laps.length === 6")
+        rows = await page.evaluate(
+            "() => window.racedash.race.laps.map(l => [l.lap, l.time, l.clean, l.out_lap, l.pit_lap, l.incomplete])"
+        )
+        assert rows == [
+            [1, 90.5, False, True, False, False],
+            [2, 91.0, True, False, False, False],
+            [3, 91.5, False, True, True, False],
+            [4, None, False, False, False, True],  # ends in the gap
+            [5, None, False, False, False, True],  # driven inside it
+            [6, 93.0, True, False, False, False],
+        ]
+        # The timeline: laps 2, 3 and 4 began at the line; the first frame after the gap began lap 6.
+        markers = await page.locator("#tp-markers .marker").evaluate_all("(els) => els.map(e => e.dataset.lap)")
+        assert markers == ["2", "3", "4", "6", "7"]
+        # Laps 4 and 5 are not on the chart at all; the y axis never reaches down to 0:00.
+        assert await lap_chart(page) == [[1, 2, 3, 6], [None, 91.0, None, 93.0], [90.5, None, 91.5, None]]
+        y_min = await page.evaluate("() => window.racedash.charts.laps.scales.y.min")
+        assert y_min > 60, y_min
+        await page.locator("#chart-laps").scroll_into_view_if_needed()
+        await tab.screenshot("dashboard-lap-chart", full_page=False)
         tab.assert_clean()
 
 
@@ -258,6 +394,9 @@ async def test_time_shift_and_go_live(server, clients):
         await scrub_to(page, 120)
         await expect(field(page, "lap")).to_have_text("2")
         await expect(field(page, "last_lap")).to_have_text("1:30.500")  # as it was then
+        # The server's strategy as of the shown frame: 56.25 L at 3.0 L a lap.
+        await expect(field(page, "fuel_laps_left")).to_have_text("18.8")
+        await expect(field(page, "fuel_per_lap")).to_have_text("3.00 L")
         await expect(page.locator("#tp-time")).to_have_text("3:42 behind live")
         await expect(page.locator("#shift-badge")).to_be_visible()
         await expect(page.locator("#shift-badge")).to_contain_text("TIME-SHIFT")
@@ -279,6 +418,7 @@ async def test_time_shift_and_go_live(server, clients):
         await page.locator("#tp-live").click()
         await expect(field(page, "lap")).to_have_text("5")
         await expect(field(page, "last_lap")).to_have_text("1:32.000")
+        await expect(field(page, "fuel_laps_left")).to_have_text("15.3")  # 45.75 L at 3.0 L a lap, live again
         await expect(page.locator("#shift-badge")).to_be_hidden()
         await expect(page.locator("#tp-live")).to_be_hidden()
         assert await page.evaluate("() => window.racedash.charts.marker") is None
@@ -421,7 +561,7 @@ async def test_recovers_after_server_restart_and_fills_the_gap(tmp_path, clients
 
 
 async def test_simulated_car_stint_with_setup_change(server, clients):
-    """The project's simulator publishes a stint; the page measures it like the model ran it."""
+    """The project's simulator publishes a stint; the page shows the server's laps, true to the model."""
     import asyncio
     import uuid
 
@@ -450,15 +590,19 @@ async def test_simulated_car_stint_with_setup_change(server, clients):
         await expect(page.locator("#setup-change")).to_be_visible()
         await expect(page.locator("#setup-change li.change").first).to_contain_text("→")
         await expect(page.locator("#setup-history-count")).not_to_have_text("0")
-        # Lap times measured from lap transitions match the model's own laps.
-        measured = await page.evaluate(
-            "() => window.racedash.tracker.laps.filter(l => l.time !== null).map(l => [l.lap, l.time])"
+        # The page holds the server's lap rows (each lap's event follows its frame: wait for the
+        # last one), and their times match the simulator's own laps.
+        server_laps = server.app.race.tables(session_id)["laps"]
+        await page.wait_for_function(f"() => window.racedash.race.laps.length === {len(server_laps)}")
+        shown = await page.evaluate(
+            "() => window.racedash.race.laps.filter(l => l.time !== null).map(l => [l.lap, l.time, l.clean])"
         )
+        assert shown == [[lap["lap"], lap["time"], lap["clean"]] for lap in server_laps if lap["time"] is not None]
         truth = {lap.number: lap.lap_time for lap in completed}
-        assert len(measured) >= 5
-        for number, time in measured:
+        assert len(shown) >= 5 and sum(clean for _n, _t, clean in shown) >= 4
+        for number, time, _clean in shown:
             assert time == pytest.approx(truth[number], abs=0.05), (number, time, truth[number])
-        best = min(truth[n] for n, _t in measured)
+        best = min(truth[n] for n, _t, clean in shown if clean)  # the best clean lap
         minutes, seconds = (await field(page, "best_lap").inner_text()).split(":")
         assert int(minutes) * 60 + float(seconds) == pytest.approx(best, abs=0.05)
         per_lap = await field(page, "fuel_per_lap").inner_text()

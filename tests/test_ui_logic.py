@@ -1,4 +1,4 @@
-"""The dashboard's pure JavaScript modules (formatting, fuel/lap tracking, setup diff,
+"""The dashboard's pure JavaScript modules (formatting, the server's race tables, setup diff,
 frame store, recordings sort/filter), run in the real browser they ship to."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 from tests.browser import chromium
 from tests.helpers import sample_setup
-from tests.ui_data import changed_setup, iso
+from tests.ui_data import changed_setup
 
 pytestmark = pytest.mark.browser
 
@@ -61,54 +61,113 @@ async def test_brake_temps_convert_from_kelvin(server):
         tab.assert_clean()
 
 
-def frame(t: float, lap: int, lap_time: float, fuel: float) -> dict:
-    return {"t": t, "telemetry": {"lap": lap, "lap_time": lap_time, "fuel": fuel, "timestamp": iso(t)}}
+def lap_row(lap: int, time: float | None, seq: int, end_t: float | None, **flags) -> dict:
+    """A lap row as the server's race model sends it (racedash/race/model.py), trimmed to what the page reads."""
+    row = {"lap": lap, "time": time, "fuel_used": 3.0 if time else None, "in_lap": False, "out_lap": False,
+           "pit_lap": False, "incomplete": time is None, "stint": 1, "start_t": None, "end_t": end_t, "seq": seq}
+    row.update(flags)
+    row["clean"] = not (row["incomplete"] or row["in_lap"] or row["out_lap"] or row["pit_lap"]) and time is not None
+    return row
 
 
-async def test_fuel_per_lap_is_measured_from_lap_transitions(server):
-    # 2 Hz frames; lap 1 is joined mid-lap (its fuel use unknown); laps 2 and 3 burn 3.0 and
-    # 3.4 L; lap 4 has a pit stop with a refuel (excluded); lap 5 burns 3.2 L.
-    frames = []
-    t = 0.0
-    fuel = 50.0
-    lap_len = {1: 40.0, 2: 90.0, 3: 91.0, 4: 120.0, 5: 92.0}
-    burn = {1: 1.0, 2: 3.0, 3: 3.4, 4: 2.0, 5: 3.2}
-    for lap in range(1, 7):
-        length = lap_len.get(lap, 90.0)
-        steps = int(length * 2)
-        for k in range(steps):
-            into = 50.0 + k * 0.5 if lap == 1 else k * 0.5 + 0.2
-            if lap == 4 and k == steps // 2:
-                fuel += 40.0  # refuel
-            frames.append(frame(t, lap, into, round(fuel, 6)))
-            fuel -= burn.get(lap, 3.0) / steps
-            t += 0.5
+async def test_race_tables_keep_and_merge_the_servers_rows(server):
+    # The page keeps what the server worked out: no lap or fuel arithmetic of its own.
+    tables = {
+        "session_id": "s", "seq": 12,
+        "laps": [lap_row(1, 95.2, 4, 1000.0, out_lap=True), lap_row(2, 91.0, 8, 1091.0), lap_row(3, 90.2, 12, 1181.2)],
+        "stints": [{"stint": 1, "best_lap": 90.2}], "pit_stops": [], "driver_changes": [], "setup_changes": [],
+        "alerts": [{"kind": "brake_hot", "corner": "rl", "seq": 3, "t": 990.0, "severity": "warning"}],
+        "strategy": {"fuel": 40.0, "fuel_per_lap": 3.0, "pace": 90.6, "laps_left": 13.33, "time_left": 1208.0, "box_by_lap": 15},
+        "car_state": "on_track",
+    }
+    in_lap = lap_row(4, 89.9, 16, 1271.1)
     async with chromium() as browser:
         tab = await browser.open(server.url + "/")
-        got = await run(tab, "stint.js", """(() => {
-            const s = new m.StintTracker();
-            for (const f of arg) s.push(f);
-            const est = s.fuelEstimate(30);
-            return {laps: s.laps.map(l => [l.lap, l.time === null ? null : +l.time.toFixed(2),
-                                           l.fuelUsed === null ? null : +l.fuelUsed.toFixed(2)]),
-                    best: s.bestLap, last: s.lastLap, perLap: +s.fuelPerLap().toFixed(3),
-                    lapsLeft: +est.lapsLeft.toFixed(2),
+        got = await run(tab, "race.js", """(() => {
+            const [tables, inLap] = arg;
+            const r = new m.RaceTables();
+            const seen = (label) => ({label, laps: r.laps.map(l => [l.lap, l.seq, l.clean]), last: r.lastLap, best: r.bestLap});
+            const out = [];
+            r.replace(tables);
+            out.push(seen("tables"));
+            // The join's tables and the room's event for the same frame: listed once.
+            r.apply("lap_completed", {session_id: "s", seq: 12, t: 1181.2, lap: tables.laps[2]});
+            out.push(seen("duplicate"));
+            r.apply("lap_completed", {session_id: "s", seq: 16, t: 1271.1, lap: inLap});
+            out.push(seen("lap 4"));
+            // The stop shows lap 4 was the in-lap: the server sends it amended; it leaves the best.
+            r.apply("pit_stop", {session_id: "s", seq: 20, number: 1, lap: 5, entry_lap: 4, fuel_added: 30,
+                                 amended_laps: [{...inLap, in_lap: true, clean: false}]});
+            out.push(seen("pit stop"));
+            // A gap: the lap before it cannot be timed, the lap inside it is listed with it.
+            r.apply("lap_completed", {seq: 30, lap: {...inLap, lap: 5, time: null, clean: false, incomplete: true, seq: 30, end_t: 1400}});
+            r.apply("lap_completed", {seq: 30, lap: {...inLap, lap: 6, time: null, clean: false, incomplete: true, seq: 30, end_t: null}});
+            out.push(seen("gap"));
+            // An event from before the newest row (a rejoin's missed events) goes in stream order.
+            r.apply("driver_change", {seq: 25, t: 1300, lap: 5, from: "A", to: "B"});
+            r.apply("driver_change", {seq: 25, t: 1300, lap: 5, from: "A", to: "B"});
+            r.apply("alert", {...tables.alerts[0]});
+            r.apply("setup_change", {seq: 14, t: 1200, lap: 4, changes: [{key: "k", old: "1", new: "2"}]});
+            r.apply("setup_change", {seq: 10, t: 1100, lap: 3, changes: [{key: "j", old: "1", new: "2"}]});
+            const setupOrder = r.setupChanges.map(c => c.seq);
+            const junk = [r.apply("lap_completed", {seq: 31, lap: null}), r.apply("nonsense", {seq: 1}), r.apply("alert", null)];
+            const strategy = [r.strategy.fuel_per_lap, r.summary];
+            r.noteFrame({car_state: "in_pit", stint: 2, fuel_per_lap: 3.1, laps_left: null, time_left: null, box_by_lap: null});
+            const live = r.summary;
+            const until = [1090, 1091, 1300, 1400, 5000].map(t => m.lapsUntil(r.laps, t).map(l => l.lap));
+            const starts = m.lapStarts(r.laps);
+            const counts = [r.pitStops.length, r.driverChanges.length, r.alerts.length, r.setupChanges.length, r.stints.length];
+            // A seek (or a fresh join) replaces everything.
+            r.replace({seq: 8, laps: tables.laps.slice(0, 2), strategy: {fuel_per_lap: 3.2}, car_state: null});
+            out.push(seen("replaced"));
+            return {out, junk, strategy, live, until, starts, counts, setupOrder, afterReplace: [r.pitStops.length, r.alerts.length, r.summary],
+                    badges: ["in_pit", "pit_lane", "on_track", "garage", null].map(m.carStateBadge),
                     low: [m.isLowFuel(5, 75, 1.5, 2), m.isLowFuel(5, 75, 2.5, 2), m.isLowFuel(5, 75, null, 2),
                           m.isLowFuel(20, 75, null, 2), m.isLowFuel(-1, 75, null, 2)]};
-        })()""", frames)
-        # Lap 1 started before the first frame: its time is known (lap_time counts from the line,
-        # and the line was crossed 0.2 s before lap 2's first frame) but its fuel use is not.
-        assert got["laps"] == [
-            [1, 89.8, None],
-            [2, 90.0, 3.0],
-            [3, 91.0, 3.4],
-            [4, 120.0, None],
-            [5, 92.0, 3.2],
-        ]
-        assert got["best"] == pytest.approx(89.8, abs=0.01) and got["last"] == pytest.approx(92.0, abs=0.01)
-        assert got["perLap"] == pytest.approx((3.0 + 3.4 + 3.2) / 3, abs=0.002)
-        assert got["lapsLeft"] == pytest.approx(30 / 3.2, abs=0.01)
+        })()""", [tables, in_lap])
+        out = {entry.pop("label"): entry for entry in got["out"]}
+        # Best is the best clean lap: the out-lap's 95.2 s never counts, nor (once known) the in-lap.
+        assert out["tables"] == {"laps": [[1, 4, False], [2, 8, True], [3, 12, True]], "last": 90.2, "best": 90.2}
+        assert out["duplicate"] == out["tables"]
+        assert out["lap 4"]["best"] == 89.9 and out["lap 4"]["last"] == 89.9
+        assert out["pit stop"] == {"laps": [[1, 4, False], [2, 8, True], [3, 12, True], [4, 16, False]], "last": 89.9, "best": 90.2}
+        assert out["gap"]["laps"][-2:] == [[5, 30, False], [6, 30, False]] and out["gap"]["last"] is None
+        assert out["replaced"] == {"laps": [[1, 4, False], [2, 8, True]], "last": 91.0, "best": 91.0}
+        assert got["junk"] == [False, False, False]
+        assert got["strategy"] == [3.0, {"car_state": "on_track", "stint": None, "fuel_per_lap": 3.0, "laps_left": 13.33,
+                                         "time_left": 1208.0, "box_by_lap": 15}]
+        assert got["live"] == {"car_state": "in_pit", "stint": 2, "fuel_per_lap": 3.1, "laps_left": None, "time_left": None,
+                               "box_by_lap": None}
+        # As of a moment: the rows that had ended by then (lap 6, inside the gap, comes with lap 5).
+        assert got["until"] == [[1], [1, 2], [1, 2, 3, 4], [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]]
+        assert got["starts"] == [{"lap": 2, "t": 1000.0}, {"lap": 3, "t": 1091.0}, {"lap": 4, "t": 1181.2},
+                                 {"lap": 5, "t": 1271.1}, {"lap": 7, "t": 1400}]  # 1400 ended laps 5 and 6
+        assert got["counts"] == [1, 1, 1, 2, 1]  # the duplicates merged into the rows they repeat
+        assert got["setupOrder"] == [10, 14]  # an older event goes before a newer one
+        assert got["afterReplace"] == [0, 0, {"car_state": None, "stint": None, "fuel_per_lap": 3.2, "laps_left": None,
+                                              "time_left": None, "box_by_lap": None}]
+        assert got["badges"] == ["IN PIT", "PIT LANE", None, None, None]
         assert got["low"] == [True, False, True, False, False]
+        tab.assert_clean()
+
+
+async def test_lap_chart_plots_the_servers_clean_laps_and_marks_pit_laps(server):
+    laps = [
+        lap_row(1, 95.2, 4, 1000.0, out_lap=True),
+        lap_row(2, 91.0, 8, 1091.0),
+        lap_row(3, 97.5, 12, 1188.5, in_lap=True, pit_lap=True),
+        lap_row(4, None, 20, None),  # inside a data gap: no time
+        lap_row(5, 88.0, 20, 1300.0, incomplete=True),  # start not seen: never plotted
+        lap_row(6, 90.4, 24, 1390.4),
+        lap_row(1, 92.0, 30, 1500.0),  # a new game session: lap numbers start again
+        lap_row(2, 91.5, 34, 1591.5),
+    ]
+    async with chromium() as browser:
+        tab = await browser.open(server.url + "/")
+        got = await run(tab, "charts.js", "[m.lapSeries(arg.slice(0, 6)), m.lapSeries(arg), m.lapSeries([])]", laps)
+        assert got[0] == [[1, 2, 3, 6], [None, 91.0, None, 90.4], [95.2, None, 97.5, None]]
+        assert got[1] == [[1, 2], [92.0, 91.5], [None, None]]
+        assert got[2] == [[], [], []]
         tab.assert_clean()
 
 

@@ -61,6 +61,27 @@ def stint(session_id: str, first_lap: int, last_lap: int, *, per_lap: int = 4, f
     return frames
 
 
+def pit_stop(session_id: str, lap: int, *, fuel_per_lap: float = 3.0, start_fuel: float = 60.0, refuel: float = 30.0,
+             position: int = 3) -> list[dict]:
+    """A pit stop at the end of ``lap``, carrying on from ``stint(..., last_lap=lap)``'s last frame:
+    stopped (speed 0), refuelled by ``refuel`` litres, rolling down the pit lane, then back at speed,
+    3 s apart (lap_time counting on: the stop is part of the lap). The race model
+    (racedash/race/model.py) sees a stop in a frame under 1 km/h on a timed lap, its service in
+    fuel going up by more than 0.3 L between frames, and its end in the first frame above 65 km/h.
+    Its last frame is before the next lap's first stint() frame."""
+    last = stint(session_id, lap, lap, fuel_per_lap=fuel_per_lap, start_fuel=start_fuel, position=position)[-1]
+    fuel = last["telemetry"]["fuel"]
+    t = (datetime.fromisoformat(last["telemetry"]["timestamp"].rstrip("Z")).replace(tzinfo=timezone.utc) - BASE_TIME)
+    steps = [(0.0, fuel), (0.0, fuel), (0.0, fuel + refuel), (40.0, fuel + refuel), (150.0, fuel + refuel)]
+    frames = []
+    for k, (speed, litres) in enumerate(steps, start=1):
+        tel = copy.deepcopy(last["telemetry"])
+        tel.update(timestamp=iso(t.total_seconds() + 3.0 * k), lap_time=last["telemetry"]["lap_time"] + 3.0 * k,
+                   speed=speed, fuel=round(litres, 4), gear=0 if speed == 0 else 2)
+        frames.append({"session_id": session_id, "telemetry": tel})
+    return frames
+
+
 def setup_payload(session_id: str, setup: dict | None = None, seconds: float = 0.0) -> dict:
     return {"session_id": session_id, "timestamp": iso(seconds), "setup": setup if setup is not None else sample_setup()}
 

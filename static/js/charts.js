@@ -1,14 +1,19 @@
 // The three uPlot charts: lap times per lap, fuel over time, tyre temperatures over time.
-// Data is rebuilt from the frame store and the stint tracker, at most once per animation
-// frame, so a burst of history costs one redraw. While the live view is time-shifted, a
-// dashed line marks the shown moment (and its lap), so the charts say where "then" is.
+// Data is rebuilt from the frame store and the server's lap rows (race.js), at most once per
+// animation frame, so a burst of history costs one redraw. Lap times are the server's: clean
+// laps make the line; in-, out- and pit laps are grey dots beside it (their time is true, but
+// not pace); laps the server calls incomplete (spanning a data gap, start not seen) or could not
+// time are left out, never plotted as 0:00.
+// While the live view is time-shifted, a dashed line marks the shown moment (and its lap), so
+// the charts say where "then" is.
 
-import { knownTemp, knownLapTime, isNum, fmtLapTime } from "./format.js";
+import { knownTemp, isNum, fmtLapTime } from "./format.js";
 
 const INK = "#111";
 const GRID = "#c8c8c8";
 const CORNER_COLOURS = { fl: "#0047b3", fr: "#c0002a", rl: "#007a3d", rr: "#7a3db8" };
 const MARKER = "#e6007e"; // no series uses it
+const PIT_LAP = "#555"; // grey: timed, but not counted in pace or fuel per lap
 
 // A uPlot plugin drawing a vertical dashed line at x = position() (nothing when it is null).
 function markerLine(position) {
@@ -46,6 +51,30 @@ function width(el) {
   return Math.max(240, Math.floor(el.clientWidth || 300));
 }
 
+// [lap numbers, clean lap times, in/out/pit lap times] from the server's lap rows. uPlot needs
+// increasing x: when the lap number goes back (a new game session) the chart starts again.
+export function lapSeries(laps) {
+  let rows = [];
+  for (const row of laps) {
+    if (!isNum(row.lap)) continue;
+    if (rows.length && row.lap <= rows[rows.length - 1].lap) rows = [];
+    rows.push(row);
+  }
+  const timed = (row) => isNum(row.time) && row.time > 0;
+  const x = [];
+  const clean = [];
+  const pitLaps = [];
+  for (const row of rows) {
+    const isClean = row.clean === true && timed(row);
+    const marked = !isClean && row.incomplete !== true && timed(row);
+    if (!isClean && !marked) continue;
+    x.push(row.lap);
+    clean.push(isClean ? row.time : null);
+    pitLaps.push(marked ? row.time : null);
+  }
+  return [x, clean, pitLaps];
+}
+
 export class Charts {
   constructor({ lapsEl, fuelEl, tyresEl }) {
     const uPlot = window.uPlot;
@@ -68,10 +97,13 @@ export class Charts {
         }),
         series: [
           { label: "lap" },
-          { label: "lap time", stroke: "#0047b3", width: 2, points: { show: true, size: 6 } },
+          // The pace line joins the clean laps across the in/out/pit laps between them.
+          { label: "lap time", stroke: "#0047b3", width: 2, spanGaps: true, points: { show: true, size: 6 } },
+          // Dots only: an in- or out-lap is no step in the pace line.
+          { label: "in/out/pit lap", stroke: PIT_LAP, paths: () => null, points: { show: true, size: 8, fill: PIT_LAP } },
         ],
       },
-      [[], []],
+      [[], [], []],
       lapsEl,
     );
     this.fuel = new uPlot(
@@ -124,26 +156,20 @@ export class Charts {
     for (const chart of [this.laps, this.fuel, this.tyres]) chart.redraw(false);
   }
 
-  // Schedules a redraw from the current store and tracker.
-  update(store, tracker) {
-    this.pending = { store, tracker };
+  // Schedules a redraw from the current store and race tables.
+  update(store, race) {
+    this.pending = { store, race };
     if (this._scheduled) return;
     this._scheduled = requestAnimationFrame(() => {
       this._scheduled = null;
-      const { store: s, tracker: t } = this.pending;
-      this._draw(s, t);
+      const { store: s, race: r } = this.pending;
+      this._draw(s, r);
     });
   }
 
-  _draw(store, tracker) {
-    const lapX = [];
-    const lapY = [];
-    for (const lap of tracker.laps) {
-      if (!isNum(lap.lap)) continue;
-      lapX.push(lap.lap);
-      lapY.push(knownLapTime(lap.time));
-    }
-    this.laps.setData([lapX, lapY]);
+  _draw(store, race) {
+    const [lapX, clean, pitLaps] = lapSeries(race.laps);
+    this.laps.setData([lapX, clean, pitLaps]);
 
     const xs = [];
     const fuel = [];

@@ -1,14 +1,17 @@
 // The session dashboard: joins a live session or a replay room and shows it.
 // Wire contract: emit `join_session` {session_id, last_seq?} (ack); receive `setup_update`,
-// `telemetry_update` (both may carry `seq`), optionally `telemetry_history` {frames} and,
-// in a replay room, `replay_state`; control a replay with `replay_control` (ack).
+// `telemetry_update` (both may carry `seq`; telemetry may carry `race`), optionally
+// `telemetry_history` {frames}, the server's race model (`race_tables`, then `lap_completed`,
+// `pit_stop`, `driver_change`, `setup_change`, `alert`) and, in a replay room, `replay_state`;
+// control a replay with `replay_control` (ack). Lap times, fuel per lap and laps or time left
+// are the server's (race.js): the page shows them and does no lap or fuel arithmetic.
 
 import {
   DASH, brakeCelsius, classify, classifyWear, fmtClock, fmtDuration, fmtGear, fmtInt, fmtLapTime,
   fmtLitres, fmtPosition, fmtPressure, fmtTemp, fmtText, fmtWear, isNum, knownPressure, knownTemp,
   knownWaterTemp, knownWear, parseTimestamp,
 } from "./format.js";
-import { StintTracker, isLowFuel } from "./stint.js";
+import { RACE_EVENTS, RaceTables, bestLapTime, carStateBadge, isLowFuel, lapStarts, lapsUntil, lastLapTime } from "./race.js";
 import { FrameStore } from "./store.js";
 import { diffSetups, garageValues, setupSheet } from "./setup.js";
 import { connectionStatus } from "./connection.js";
@@ -53,7 +56,7 @@ const state = {
   viewTime: null, // null: following live; else the time-shifted moment (epoch s)
 };
 const store = new FrameStore(config.history_frames || 20000);
-let tracker = new StintTracker();
+const race = new RaceTables();
 const charts = new Charts({ lapsEl: $("chart-laps"), fuelEl: $("chart-fuel"), tyresEl: $("chart-tyres") });
 const transport = new Transport($("transport"), {
   onScrub: scrubbed,
@@ -69,7 +72,7 @@ const transport = new Transport($("transport"), {
 
 // ---- socket -------------------------------------------------------------------
 const socket = io({ transports: ["websocket", "polling"] });
-window.racedash = { socket, store, charts, get tracker() { return tracker; }, state };
+window.racedash = { socket, store, charts, race, state };
 
 socket.on("connect", () => {
   state.connected = true;
@@ -139,11 +142,15 @@ function handle(kind, message) {
   if (kind === "telemetry") onTelemetry(message);
   else if (kind === "setup") onSetup(message);
   else if (kind === "history") onHistory(message);
+  else if (kind === "race_tables") onRaceTables(message);
+  else if (RACE_EVENTS.includes(kind)) onRaceEvent(kind, message);
 }
 
 socket.on("telemetry_update", (m) => receive("telemetry", m));
 socket.on("setup_update", (m) => receive("setup", m));
 socket.on("telemetry_history", (m) => receive("history", m));
+socket.on("race_tables", (m) => receive("race_tables", m));
+for (const name of RACE_EVENTS) socket.on(name, (m) => receive(name, m));
 socket.on("replay_state", (m) => {
   if (!m || typeof m !== "object") return;
   if (m.session_id && m.session_id !== sessionId) return;
@@ -169,13 +176,16 @@ function applyReplayState(m) {
 // ---- frames -------------------------------------------------------------------
 function onTelemetry(message) {
   if (!message.telemetry || typeof message.telemetry !== "object") return;
-  const result = store.add({ seq: message.seq, t: now(), telemetry: message.telemetry }, { replay: state.replay });
+  const summary = message.race && typeof message.race === "object" ? message.race : null;
+  const result = store.add(
+    { seq: message.seq, t: now(), telemetry: message.telemetry, race: summary },
+    { replay: state.replay },
+  );
   if (result === "duplicate") return;
-  if (result === "append") tracker.push(store.last);
-  else {
-    if (result === "rewind") state.setupBaselineNext = true;
-    rebuildTracker();
-  }
+  if (result === "rewind") state.setupBaselineNext = true;
+  // A late frame slotted in before the newest one does not speak for now. Frames without
+  // `race` (a join's frames, a replay's) leave the last known strategy as it is.
+  if (result !== "insert") race.noteFrame(summary);
   dataChanged();
 }
 
@@ -188,17 +198,24 @@ function onHistory(message) {
   } else {
     for (const f of valid) store.add({ seq: f.seq, t: f.t, telemetry: f.telemetry });
   }
-  rebuildTracker();
   dataChanged();
 }
 
-function rebuildTracker() {
-  tracker = new StintTracker();
-  for (const f of store.frames) tracker.push(f);
+// ---- the server's race model -------------------------------------------------------
+function onRaceTables(message) {
+  race.replace(message);
+  // The join's last frame came without `race`: these tables speak for it (time-shift reads it).
+  const last = store.last;
+  if (last && !last.race && isNum(message.seq) && last.seq === message.seq) last.race = race.summary;
+  dataChanged();
+}
+
+function onRaceEvent(kind, message) {
+  if (race.apply(kind, message)) dataChanged();
 }
 
 function dataChanged() {
-  charts.update(store, tracker);
+  charts.update(store, race);
   renderTelemetry();
   drawTimeline();
   refreshBadge();
@@ -210,15 +227,14 @@ function shownFrame() {
   return store.last;
 }
 
-// Lap and fuel figures as they were at the shown moment (only rebuilt while time-shifted).
-function trackerFor(frame) {
-  if (frame === store.last) return tracker;
-  const past = new StintTracker();
-  for (const f of store.frames) {
-    if (f.key > frame.key) break;
-    past.push(f);
-  }
-  return past;
+// The server's lap rows and strategy as they stood at the shown frame: following live, the
+// latest; time-shifted, the rows that had ended by then and the `race` object of that frame (or
+// of the last one before it that had one; null when the page holds none that early).
+function raceAt(frame) {
+  if (frame === store.last) return { laps: race.laps, summary: race.summary };
+  let summary = null;
+  for (let i = store.indexOf(frame); i >= 0 && summary === null; i--) summary = store.frames[i].race || null;
+  return { laps: lapsUntil(race.laps, frame.t), summary };
 }
 
 function renderTelemetry() {
@@ -227,7 +243,7 @@ function renderTelemetry() {
   charts.setMarker(shifted ? { t: frame.t, lap: isNum(frame.telemetry.lap) ? frame.telemetry.lap : null } : null);
   if (!frame) return;
   const tel = frame.telemetry;
-  const laps = trackerFor(frame);
+  const then = raceAt(frame);
   setField("driver", fmtText(tel.player_name));
   setField("car", fmtText(tel.car_name));
   setField("track", fmtText(tel.track_name));
@@ -235,9 +251,10 @@ function renderTelemetry() {
   setField("position", fmtPosition(tel.position));
   setField("lap", isNum(tel.lap) ? String(tel.lap) : DASH);
   setField("current_lap", fmtLapTime(tel.lap_time));
-  setField("last_lap", fmtLapTime(laps.lastLap));
-  setField("best_lap", fmtLapTime(laps.bestLap));
-  renderFuel(tel, laps);
+  setField("last_lap", fmtLapTime(lastLapTime(then.laps)));
+  setField("best_lap", fmtLapTime(bestLapTime(then.laps)));
+  renderFuel(tel, then.summary);
+  renderCarState(then.summary);
   renderCorners(tel);
   const water = knownWaterTemp(tel.engine_water_temp);
   setField("water_temp", fmtTemp(tel.engine_water_temp, knownWaterTemp), classify(water, config.water_temp));
@@ -251,25 +268,40 @@ function renderTelemetry() {
 
 const AFTER_FIRST_LAP = "after the first full lap";
 
-function renderFuel(tel, laps) {
+// summary: the server's strategy as of the shown frame (telemetry_update's `race`), or null.
+function renderFuel(tel, summary) {
   const fuel = isNum(tel.fuel) && tel.fuel >= 0 ? tel.fuel : null;
   const capacity = isNum(tel.fuel_capacity) && tel.fuel_capacity > 0 ? tel.fuel_capacity : null;
   const pct = fuel !== null && capacity !== null ? Math.min(100, (fuel / capacity) * 100) : null;
   setField("fuel", fmtLitres(fuel));
   setField("fuel_pct", pct === null ? "" : `${Math.round(pct)} %`);
-  const est = laps.fuelEstimate(fuel);
-  // Until a whole lap has been timed there is nothing to divide by: say so, not a bare dash.
-  const waiting = fuel === null ? DASH : AFTER_FIRST_LAP;
-  setField("fuel_per_lap", est.perLap === null ? waiting : fmtLitres(est.perLap, 2));
-  setField("fuel_laps_left", est.lapsLeft === null ? waiting : est.lapsLeft.toFixed(1));
-  setField("fuel_time_left", est.timeLeft === null ? waiting : fmtDuration(est.timeLeft));
-  const low = isLowFuel(fuel, capacity, est.lapsLeft, config.low_fuel_laps || 2);
+  const plan = summary || {};
+  const known = (v) => (isNum(v) ? v : null);
+  const perLap = known(plan.fuel_per_lap);
+  const lapsLeft = known(plan.laps_left);
+  const timeLeft = known(plan.time_left);
+  // The server says null until it has a whole clean lap to go by: say so, not a bare dash. With
+  // no strategy at all for the shown moment (a time-shift before any the page holds), a dash.
+  const waiting = fuel === null || summary === null ? DASH : AFTER_FIRST_LAP;
+  setField("fuel_per_lap", perLap === null ? waiting : fmtLitres(perLap, 2));
+  setField("fuel_laps_left", lapsLeft === null ? waiting : lapsLeft.toFixed(1));
+  setField("fuel_time_left", timeLeft === null ? waiting : fmtDuration(timeLeft));
+  const low = isLowFuel(fuel, capacity, lapsLeft, config.low_fuel_laps || 2);
   $("low-fuel").hidden = !low;
   const fill = $("fuel-fill");
   fill.style.width = `${pct === null ? 0 : pct}%`;
   fill.classList.toggle("low", low);
   const bar = $("fuel-bar");
   bar.setAttribute("aria-valuenow", pct === null ? "" : String(Math.round(pct)));
+}
+
+// IN PIT / PIT LANE while the server's race model says the car is there; hidden otherwise.
+function renderCarState(summary) {
+  const text = carStateBadge(summary ? summary.car_state : null);
+  const badge = $("car-state");
+  badge.hidden = text === null;
+  if (badge.textContent !== (text || "")) badge.textContent = text || "";
+  badge.dataset.state = summary && typeof summary.car_state === "string" ? summary.car_state : "";
 }
 
 function renderCorners(tel) {
@@ -473,13 +505,12 @@ function replayPosition() {
   return isNum(rs.duration) ? Math.min(rs.duration, pos) : pos;
 }
 
+// Lap markers of the live timeline, in seconds from the first frame the page holds: where the
+// server's lap rows say each lap began (laps that began before that frame cannot be shown).
 function liveLaps(first) {
-  // Lap N starts when lap N-1 ends; the first lap seen starts with the first frame.
-  const laps = [];
-  for (const lap of tracker.laps) {
-    if (isNum(lap.endT) && isNum(lap.lap)) laps.push({ lap: lap.lap + 1, t: lap.endT - first.t });
-  }
-  return laps;
+  return lapStarts(race.laps)
+    .filter((start) => start.t >= first.t)
+    .map((start) => ({ lap: start.lap, t: start.t - first.t }));
 }
 
 function drawTimeline() {

@@ -1,4 +1,5 @@
-// The telemetry frames a page holds, in order, for charts, fuel/lap tracking and time-shift.
+// The telemetry frames a page holds, in order, for the charts and time-shift. A frame keeps the
+// server's `race` object that came with it (strategy and car state as of that frame), if any.
 // Live frames are ordered by (epoch, seq): `epoch` is bumped when the server's sequence
 // restarts (a server without recordings lost its history). Replayed frames are ordered
 // by arrival; a frame earlier in time than the last one means the replay went back.
@@ -16,7 +17,7 @@ export function frameTime(telemetry, receivedAt) {
 export class FrameStore {
   constructor(limit = 20000) {
     this.limit = limit;
-    this.frames = []; // {key, seq, t, telemetry}
+    this.frames = []; // {key, seq, t, telemetry, race}
     this.epoch = 0;
     this.lastSeq = null; // highest seq seen in the current epoch (what a rejoin asks after)
     this._arrivals = 0;
@@ -46,9 +47,9 @@ export class FrameStore {
 
   // Adds one frame; returns "append", "insert" (not at the end: derived state must be
   // rebuilt), "rewind" (replay went back: frames after it were dropped) or "duplicate".
-  add({ seq, t, telemetry }, { replay = false } = {}) {
+  add({ seq, t, telemetry, race = null }, { replay = false } = {}) {
     this.noteSeq(seq);
-    const frame = { key: this._key(seq), seq, t: frameTime(telemetry, t), telemetry };
+    const frame = { key: this._key(seq), seq, t: frameTime(telemetry, t), telemetry, race };
     const last = this.last;
     if (replay) {
       // A seek re-sends the last frame before its point after the history that holds it.
@@ -92,6 +93,12 @@ export class FrameStore {
       else hi = mid;
     }
     return lo;
+  }
+
+  // Where a live frame of this store is (frames are in key order), or -1.
+  indexOf(frame) {
+    const i = frame ? this._indexOfKey(frame.key) : -1;
+    return i >= 0 && this.frames[i] === frame ? i : -1;
   }
 
   // The latest frame at or before time t (for time-shift), or the first frame.
