@@ -118,3 +118,12 @@ async def test_access_log_on_request_keeps_secrets_out(server_with, caplog):
     assert f"/dashboard/{session_id[:8]}…" in lines[0]
     text = "\n".join(lines)
     assert session_id not in text and token not in text and "wrong-guess" not in text and "?" not in text
+
+
+@pytest.mark.parametrize("path", ["/", "/login", "/nope", "/healthz", f"/dashboard/{uuid.uuid4()}"])
+async def test_pages_forbid_framing_sniffing_and_foreign_scripts(server, path):
+    response = await fetch(server, path)
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
