@@ -71,6 +71,7 @@ class Racedash:
     transport: WebSocketHook | None = None
     replays: ReplayManager | None = None
     race: RaceFeed | None = None
+    limits: ConnectionLimits | None = None
     tasks: set[asyncio.Task] = field(default_factory=set)
     # --- recordings (None when recording is off) ---
     store: RecordingStore | None = None
@@ -100,6 +101,8 @@ class Racedash:
             for session in self.registry.idle_sessions(self.settings.session_idle_seconds, time.monotonic()):
                 if not session.viewer_sids:
                     self.registry.end(session.id)
+                    if self.limits is not None:
+                        self.limits.session_ended(session.id)
                     if self.race is not None:
                         self.race.forget(session.id)
                     if self.recorder is not None:
@@ -134,6 +137,11 @@ class Racedash:
             await self.transport.close()
         if self.recorder is not None:
             await self.recorder.close()
+
+
+def exempt_addresses(settings: Settings) -> frozenset[str]:
+    """Addresses the per-address caps leave alone (loopback by default: local tools, a local proxy)."""
+    return frozenset(a.strip() for a in settings.connection_exempt_addresses.split(",") if a.strip())
 
 
 def _cors_origins(settings: Settings) -> list[str] | None:
@@ -205,6 +213,8 @@ def make_app(settings: Settings) -> Racedash:
         events_per_second=settings.events_per_second,
         event_burst=settings.event_burst,
         sessions_per_connection=settings.sessions_per_connection,
+        sessions_per_address=settings.sessions_per_address,
+        exempt_addresses=exempt_addresses(settings),
     )
     replays = make_replays(settings, broadcaster, registry, race_options(settings))
     replay_events = ReplayEvents(replays, sio, access=access, max_viewers=settings.viewers_per_session)
@@ -268,6 +278,7 @@ def make_app(settings: Settings) -> Racedash:
         retention=retention,
         replays=replays,
         race=race,
+        limits=limits,
     )
 
 

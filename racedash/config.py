@@ -118,6 +118,7 @@ class Settings:
     events_per_second: float = _setting(100.0, "events one connection may send per second (token bucket rate)")
     event_burst: float = _setting(200.0, "events one connection may send in a burst")
     sessions_per_connection: int = _setting(16, "sessions one connection may create or publish")
+    sessions_per_address: int = _setting(32, "live sessions one client address may publish, over all its connections (0: no limit)")
     viewers_per_session: int = _setting(2000, "viewers one session may have")
     max_setup_bytes: int = _setting(524_288, "largest setup_data payload accepted (encoded JSON bytes)")
     max_payload_values: int = _setting(20_000, "most values (object members and array items) in one payload; a real setup has ~2,000")

@@ -117,6 +117,7 @@ class LiveNamespace(socketio.AsyncNamespace):
             return InternalError("the server failed to handle this event").to_ack()
 
     def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
+        self.limits.bind(sid, environ.get("REMOTE_ADDR"))
         host = environ.get("HTTP_HOST")
         scheme = environ.get("wsgi.url_scheme", "http")
         self._base_urls[sid] = self.public_url or (f"{scheme}://{host}" if host else "")

@@ -11,7 +11,7 @@ import resource
 
 import tornado.netutil
 
-from racedash.app import Racedash, make_app
+from racedash.app import Racedash, exempt_addresses, make_app
 from racedash.config import Settings
 from racedash.gctuning import tune_gc
 from racedash.listener import ConnectionGate, GatedHTTPServer
@@ -58,7 +58,7 @@ class RacedashServer:
         self.gate = ConnectionGate(
             max_total=connection_cap(settings.max_connections),
             max_per_address=settings.connections_per_address,
-            exempt=frozenset(a.strip() for a in settings.connection_exempt_addresses.split(",") if a.strip()),
+            exempt=exempt_addresses(settings),
         )
         self.app.status.gate = self.gate
         self._http = GatedHTTPServer(

@@ -270,3 +270,29 @@ def _start_with_python_c(server: ServerProcess):
             raise RuntimeError(server.output)
         return server
     return start
+
+
+@pytest.mark.parametrize("settings_changes", [{"sessions_per_address": 3, "connection_exempt_addresses": ""}])
+async def test_sessions_per_address_survive_reconnecting(server_with, clients):
+    first = await connect(server_with, clients)
+    for _ in range(2):
+        assert (await first.call("request_session_id", {}))["ok"]
+    second = await connect(server_with, clients)  # a new connection does not reset the count
+    assert (await second.call("request_session_id", {}))["ok"]
+    refused = await second.call("request_session_id", {})
+    assert refused["error"] == "limit_exceeded" and "address" in refused["message"]
+    refused = await second.call("telemetry_update", telemetry(str(uuid.uuid4())))
+    assert refused["error"] == "limit_exceeded"
+
+
+def test_an_ended_session_no_longer_counts_for_its_address():
+    from racedash.limits import ConnectionLimits
+
+    limits = ConnectionLimits(events_per_second=10, event_burst=10, sessions_per_connection=10, sessions_per_address=1)
+    limits.bind("a", "203.0.113.5")
+    limits.check_new_session("a", "s1")
+    limits.bind("b", "203.0.113.5")
+    with pytest.raises(Exception, match="at most 1 live"):
+        limits.check_new_session("b", "s2")
+    limits.session_ended("s1")
+    limits.check_new_session("b", "s2")
