@@ -215,6 +215,8 @@ def make_app(settings: Settings) -> Racedash:
         sessions_per_connection=settings.sessions_per_connection,
         sessions_per_address=settings.sessions_per_address,
         exempt_addresses=exempt_addresses(settings),
+        joins_per_second=settings.joins_per_second,
+        join_burst=settings.join_burst,
     )
     replays = make_replays(settings, broadcaster, registry, race_options(settings))
     replay_events = ReplayEvents(replays, sio, access=access, max_viewers=settings.viewers_per_session)

@@ -120,6 +120,8 @@ class Settings:
     sessions_per_connection: int = _setting(16, "sessions one connection may create or publish")
     sessions_per_address: int = _setting(32, "live sessions one client address may publish, over all its connections (0: no limit)")
     viewers_per_session: int = _setting(2000, "viewers one session may have")
+    joins_per_second: float = _setting(2.0, "join_session calls one connection may make per second (token bucket rate)")
+    join_burst: float = _setting(10.0, "join_session calls one connection may make in a burst")
     max_setup_bytes: int = _setting(524_288, "largest setup_data payload accepted (encoded JSON bytes)")
     max_payload_values: int = _setting(20_000, "most values (object members and array items) in one payload; a real setup has ~2,000")
     ring_max_bytes: int = _setting(4_194_304, "encoded bytes of recent frames kept in memory per session (older ones come from the recording)")

@@ -26,6 +26,8 @@ from racedash.sessions import TELEMETRY, Frame, Session, frame_event
 
 log = logging.getLogger(__name__)
 
+YIELD_EVERY = 64  # frames sent to one joiner between two turns of the event loop
+
 Send = Callable[[str, Any], Awaitable[None]]
 Enter = Callable[[], Awaitable[None]]
 Flush = Callable[[str], Awaitable[bool]]
@@ -36,6 +38,7 @@ class HistoryOptions:
     window_seconds: float = 1800.0
     max_points: int = 600
     max_catch_up: int = 7200
+    concurrent_recording_reads: int = 2
 
 
 @dataclass
@@ -67,6 +70,7 @@ class SessionHistory:
         self.options = options
         self.store = store
         self.flush = flush or self.no_flush
+        self._recording_reads = asyncio.Semaphore(options.concurrent_recording_reads)
 
     @staticmethod
     async def no_flush(session_id: str) -> bool:
@@ -90,8 +94,10 @@ class SessionHistory:
             if telemetry is not None:
                 await send(*frame_event(session.id, telemetry))
         else:
-            for frame in missed:
+            for count, frame in enumerate(missed, 1):
                 await send(*frame_event(session.id, frame))
+                if count % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a long gap-fill must not hold up other sessions' live frames
             upto = missed[-1].seq if missed else last_seq  # type: ignore[assignment]
         upto = max(upto, 0)
         # Frames stamped while we were sending: one round freely, then with the
@@ -132,7 +138,9 @@ class SessionHistory:
         in_ring = session.frames_after(last_seq)
         if in_ring is not None:
             return in_ring
-        frames, complete = await self._from_recording(session, last_seq)
+        # Reading a gap back from the recording is the expensive join: a few at a time, server-wide.
+        async with self._recording_reads:
+            frames, complete = await self._from_recording(session, last_seq)
         return frames if complete else None
 
     async def _from_recording(self, session: Session, after_seq: int) -> tuple[list[Frame], bool]:

@@ -38,6 +38,7 @@ class TokenBucket:
 @dataclass
 class _Connection:
     bucket: TokenBucket
+    joins: TokenBucket
     sessions: set[str] = field(default_factory=set)
     address: str | None = None
 
@@ -51,6 +52,8 @@ class ConnectionLimits:
         sessions_per_connection: int,
         sessions_per_address: int = 0,
         exempt_addresses: frozenset[str] = frozenset(),
+        joins_per_second: float = 2.0,
+        join_burst: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.events_per_second = events_per_second
@@ -60,6 +63,9 @@ class ConnectionLimits:
         # does not reset it; a session counts until it ends (session_ended).
         self.sessions_per_address = sessions_per_address
         self.exempt_addresses = exempt_addresses
+        # A join may read and send thousands of frames: far fewer of them than of other events.
+        self.joins_per_second = joins_per_second
+        self.join_burst = join_burst
         self._clock = clock
         self._connections: dict[str, _Connection] = {}
         self._by_address: dict[str, set[str]] = {}
@@ -68,7 +74,10 @@ class ConnectionLimits:
     def _of(self, sid: str) -> _Connection:
         conn = self._connections.get(sid)
         if conn is None:
-            conn = _Connection(TokenBucket(self.events_per_second, self.event_burst, self._clock))
+            conn = _Connection(
+                TokenBucket(self.events_per_second, self.event_burst, self._clock),
+                TokenBucket(self.joins_per_second, self.join_burst, self._clock),
+            )
             self._connections[sid] = conn
         return conn
 
@@ -77,6 +86,10 @@ class ConnectionLimits:
             raise LimitExceeded(
                 f"more than {self.events_per_second:g} events per second from this connection; event dropped"
             )
+
+    def check_join(self, sid: str) -> None:
+        if not self._of(sid).joins.take():
+            raise LimitExceeded(f"more than {self.joins_per_second:g} joins per second from this connection")
 
     def bind(self, sid: str, address: str | None) -> None:
         """The client address of a new connection (engine.io's REMOTE_ADDR)."""

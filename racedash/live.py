@@ -187,6 +187,7 @@ class LiveNamespace(socketio.AsyncNamespace):
     async def join_session(self, sid: str, payload: Any) -> dict:
         payload = self.validators.join_session(payload)
         session_id = self.validators.session_id_of(payload)
+        self.limits.check_join(sid)
         if self.extension is not None and (ack := await self.extension.join(sid, session_id, payload)) is not None:
             self.rights.mark_viewer(sid)
             return ack

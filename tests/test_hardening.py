@@ -296,3 +296,19 @@ def test_an_ended_session_no_longer_counts_for_its_address():
         limits.check_new_session("b", "s2")
     limits.session_ended("s1")
     limits.check_new_session("b", "s2")
+
+
+@pytest.mark.parametrize("settings_changes", [{"ring_frames": 50, "events_per_second": 10_000.0, "event_burst": 10_000.0}])
+async def test_rejoins_from_far_back_are_rate_limited(server_with, clients):
+    monitor = await connect(server_with, clients)
+    session_id = (await monitor.call("request_session_id", {}))["session_id"]
+    for _ in range(300):
+        await monitor.emit("telemetry_update", telemetry(session_id))
+    await monitor.call("telemetry_update", telemetry(session_id))
+    attacker = await connect(server_with, clients)
+    acks = await asyncio.gather(*(attacker.call("join_session", {"session_id": session_id, "last_seq": 1}, timeout=20)
+                                  for _ in range(40)))
+    granted = [a for a in acks if a["ok"]]
+    assert 1 <= len(granted) <= 11  # the burst (10) and what refilled meanwhile
+    assert all(a["missed"] == 300 for a in granted)  # each read back from the recording, in full
+    assert all(a["error"] == "limit_exceeded" for a in acks if not a["ok"])
