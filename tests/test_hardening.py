@@ -312,3 +312,31 @@ async def test_rejoins_from_far_back_are_rate_limited(server_with, clients):
     assert 1 <= len(granted) <= 11  # the burst (10) and what refilled meanwhile
     assert all(a["missed"] == 300 for a in granted)  # each read back from the recording, in full
     assert all(a["error"] == "limit_exceeded" for a in acks if not a["ok"])
+
+
+# -- files: sidecars that lie -------------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value", [("last_seq", "9"), ("setup_offsets", "abc"), ("drivers", [1, 2]),
+                                          ("ended", 1), ("frames", -5), ("extra", True)])
+async def test_a_tampered_summary_sidecar_is_rebuilt_not_a_500(server, clients, field, value):
+    import orjson
+
+    from racedash.recording.summary import sidecar_path
+    from tests.recording_support import api, write_recording
+
+    session_id = str(uuid.uuid4())
+    path = server.settings.recordings_dir / f"{session_id}.jsonl"
+    write_recording(path, session_id, 20)
+    status, _, _ = await api(server, f"/api/recordings/{session_id}")
+    assert status == 200
+    sidecar = orjson.loads(sidecar_path(path).read_bytes())
+    sidecar[field] = value
+    sidecar_path(path).write_bytes(orjson.dumps(sidecar))
+
+    status, _, body = await api(server, "/api/recordings")
+    assert status == 200 and session_id in body.decode()
+    status, _, body = await api(server, f"/api/recordings/{session_id}")
+    assert status == 200 and orjson.loads(body)["recording"]["last_seq"] == 21  # a setup, then 20 frames
+    monitor = await connect(server, clients)
+    ack = await monitor.call("telemetry_update", telemetry(session_id))
+    assert ack["ok"] and ack["seq"] > 21

@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, Callable, BinaryIO, NamedTuple
 
 import orjson
 
@@ -138,9 +138,15 @@ class Summary:
 
     @classmethod
     def from_sidecar(cls, raw: bytes) -> "Summary":
+        """Parse and type-check a sidecar: a damaged or tampered one is a ValueError (then rebuilt), never a 500."""
         obj = orjson.loads(raw)
         if not isinstance(obj, dict) or obj.pop("sidecar_version", None) != SIDECAR_VERSION:
             raise ValueError("not a summary sidecar of this version")
+        if set(obj) != set(_FIELD_CHECKS):
+            raise ValueError("summary sidecar fields differ from this version's")
+        for name, check in _FIELD_CHECKS.items():
+            if not check(obj[name]):
+                raise ValueError(f"summary sidecar field {name!r} has a wrong type or value")
         return cls(**obj)
 
     def public(self, *, live: bool) -> dict[str, Any]:
@@ -165,6 +171,50 @@ class Summary:
             "live": live,
             "state": "live" if live else ("ended" if self.ended else "interrupted"),
         }
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _list_of(check: Callable[[Any], bool], most: int) -> Callable[[Any], bool]:
+    return lambda value: type(value) is list and len(value) <= most and all(check(v) for v in value)
+
+
+def _is_text(value: Any) -> bool:
+    return type(value) is str and len(value) <= 200
+
+
+_FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "session_id": lambda v: type(v) is str,
+    "created": _is_number,
+    "racedash_version": lambda v: type(v) is str,
+    "first_time": _optional(_is_number),
+    "last_time": _optional(_is_number),
+    "frames": _is_int,
+    "setups": _is_int,
+    "last_seq": _is_int,
+    "first_lap": _optional(lambda v: type(v) is int),
+    "last_lap": _optional(lambda v: type(v) is int),
+    "track": _optional(_is_text),
+    "car": _optional(_is_text),
+    "session_type": _optional(_is_text),
+    "drivers": _list_of(_is_text, MAX_DRIVERS),
+    "setup_offsets": _list_of(_is_int, SETUP_HISTORY),
+    "last_telemetry_offset": _optional(_is_int),
+    "good_size": _is_int,
+    "file_size": _is_int,
+    "ended": lambda v: type(v) is bool,
+    "closed_cleanly": lambda v: type(v) is bool,
+}
 
 
 def sidecar_path(recording: Path) -> Path:
