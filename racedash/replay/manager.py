@@ -2,7 +2,9 @@
 
 Replays are independent rooms with UUID4 ids (so ``/dashboard/<replay_id>``
 works like a live session's page). Replays of one recording share its index
-(built once, in a worker thread) but each has its own reader and schedule.
+(built once, in a worker thread) but each has its own reader and schedule,
+and its own race tables (:class:`~racedash.replay.player.RaceTables`: from
+the recording's race sidecar, or a model kept to extend for a growing one).
 The manager owns every replay task and its own reaper task, and cancels them
 all in :meth:`close`.
 """
@@ -21,7 +23,7 @@ from racedash.ids import new_session_id, parse_session_id
 from racedash.errors import InvalidSessionId
 from racedash.replay.errors import ReplayStopped, TooManyReplays, UnknownReplay
 from racedash.replay.index import RecordingIndex, open_index, refresh_index, sidecar_path
-from racedash.replay.player import EmitHook, Replay, ReplayOptions
+from racedash.replay.player import EmitHook, RaceTables, Replay, ReplayOptions
 from racedash.replay.reader import recording_path
 from racedash.replay.timing import Clock, LoopClock
 
@@ -110,7 +112,8 @@ class ReplayManager:
             )
         self._starting += 1
         try:
-            index = await self._index(recording_id, path)
+            index = await self._index(recording_id, path)  # first: it tells a missing or bad recording
+            race = await self._race_tables(recording_id, path)
             replay = Replay(
                 replay_id=new_session_id(),
                 recording_id=recording_id,
@@ -123,6 +126,7 @@ class ReplayManager:
                 speed=speed,
                 paused=paused or position is not None,
                 on_emit=self._emit_hook,
+                race=race,
             )
         finally:
             self._starting -= 1
@@ -154,6 +158,11 @@ class ReplayManager:
             self._indexes[recording_id] = index
             self._saved_scanned[recording_id] = index.scanned
             return index
+
+    async def _race_tables(self, recording_id: str, path: Path) -> RaceTables:
+        return await asyncio.to_thread(
+            RaceTables.load, path, self.race_options, growing=self._is_live(recording_id), use_sidecar=self._use_sidecar
+        )
 
     def _forget(self, replay: Replay) -> None:
         self._replays.pop(replay.id, None)

@@ -5,7 +5,12 @@ live payloads, ``session_id`` being the replay id and ``seq`` the recorded
 one), so the live dashboard shows a replay unchanged, plus ``replay_state``
 on every change and every ``state_interval`` seconds, and after a seek or on
 join the state at that point (``setup_update``, ``telemetry_history``,
-``telemetry_update``) before anything else.
+``telemetry_update``, ``race_tables``) before anything else.
+
+Race facts are told as live: right after a frame, the race events it caused
+(``lap_completed``, ``pit_stop``, ...), cut from the recording's race tables
+(:class:`RaceTables`) by seq. A seek starts a new pass: the tables up to the
+new position, then the events of the frames played from there, each once.
 
 Everything that touches the room runs in the replay's one task: controls and
 joins are queued as commands and applied between frames, so a viewer can
@@ -21,13 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from racedash.broadcast import Broadcaster
+from racedash.race import RaceModel, RaceOptions, events_after, tables_until
+from racedash.race.model import PIT_STOP
+from racedash.racefeed import wire_event
 from racedash.recording.format import Event
+from racedash.recording.race import build_model, load_tables
+from racedash.recording.reader import good_end, iter_events
 from racedash.replay.errors import InvalidControl, ReplayStopped, UnknownLap
 from racedash.replay.index import RecordingIndex, refresh_index
 from racedash.replay.reader import RecordingReader
@@ -59,6 +70,94 @@ class ReplayOptions:
     follow_interval: float = 0.25
 
 
+# The tables whose rows are events (``stints`` are derived, never announced).
+_EVENT_TABLES = ("laps", "pit_stops", "driver_changes", "setup_changes", "alerts")
+
+
+class RaceTables:
+    """The race tables of the recording a replay plays, covering every frame it emits.
+
+    Every row carries the seq of the frame that produced it, so the tables of
+    the whole file serve any position: :meth:`until` and :meth:`events` cut
+    them by seq. A finished recording's tables come whole from
+    :func:`~racedash.recording.race.load_tables` (cached in its sidecar). A
+    growing one (a time-shifted live session) keeps the model that made them
+    and feeds it only the lines written since, whenever the replay reaches a
+    frame the tables do not cover yet: no rescan however long the session.
+    :meth:`load` and :meth:`extend` are blocking: run them in a worker thread.
+    """
+
+    def __init__(self, path: Path, options: RaceOptions, tables: dict[str, Any],
+                 model: RaceModel | None = None, fed_to: int = 0) -> None:
+        self.path = path
+        self.options = options
+        self._model = model
+        self._fed_to = fed_to  # byte offset: the model has been fed every line before it
+        self._set(tables)
+
+    @classmethod
+    def load(cls, path: Path, options: RaceOptions, *, growing: bool = False, use_sidecar: bool = True) -> "RaceTables":
+        if growing:
+            # Its sidecar is stale by the next frame: build the model that can be continued.
+            model, _identity, end = build_model(path, options)
+            return cls(path, options, model.tables(), model, end)
+        return cls(path, options, load_tables(path, options, use_sidecar=use_sidecar))
+
+    def covers(self, seq: int) -> bool:
+        return seq <= self.tables["seq"]
+
+    def extend(self) -> list[dict[str, Any]]:
+        """Take in the lines written since the tables were made; returns the events that added."""
+        known = {name: len(self.tables[name]) for name in _EVENT_TABLES}
+        if self._model is None:
+            # Finished when the replay started, growing now (its session resumed):
+            # tables alone cannot be continued, a model can. It makes the same first rows.
+            self._model, _identity, self._fed_to = build_model(self.path, self.options)
+        else:
+            with open(self.path, "rb") as f:
+                end = good_end(f)
+                for _offset, event in iter_events(f, self._fed_to, end):
+                    self._model.feed(event.seq, event.kind, event.data, event.t)
+            self._fed_to = end
+        self._set(self._model.tables())
+        added = {name: self.tables[name][known[name]:] for name in _EVENT_TABLES}  # tables only ever append
+        return self._as_live(events_after(added, 0, self.tables["seq"]))
+
+    def _set(self, tables: dict[str, Any]) -> None:
+        self.tables = tables
+        # Most frames cause no event: a bisection says so without going through
+        # a long recording's tables at every frame.
+        self._event_seqs = sorted(row["seq"] for name in _EVENT_TABLES for row in tables[name])
+
+    def events(self, after_seq: int, upto_seq: int) -> list[dict[str, Any]]:
+        """The events of the frames after ``after_seq`` up to ``upto_seq``, in stream order."""
+        first = bisect_right(self._event_seqs, after_seq)
+        if first == len(self._event_seqs) or self._event_seqs[first] > upto_seq:
+            return []
+        return self._as_live(events_after(self.tables, after_seq, upto_seq))
+
+    def _as_live(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events as live tells them: a pit stop with the lap rows it amended."""
+        return [{**event, "amended_laps": self._in_lap_of(event)} if event["event"] == PIT_STOP else event
+                for event in events]
+
+    def _in_lap_of(self, stop: dict[str, Any]) -> list[dict[str, Any]]:
+        # Live, the stop's event repeats the in-lap's row: that lap was told before the
+        # stop was known and only the stop set its in_lap flag. The tables keep the
+        # amended row alone; a replay following a live recording told it unamended.
+        if stop["entry_lap"] == stop["lap"]:
+            return []  # entered the lane in the lap it stopped in: no lap before it changed
+        in_laps = [row for row in self.tables["laps"]
+                   if row["lap"] == stop["entry_lap"] and row["in_lap"] and row["seq"] <= stop["seq"]]
+        return in_laps[-1:]
+
+    def until(self, seq: int, telemetry: dict[str, Any] | None) -> dict[str, Any]:
+        """The tables as they stood at frame ``seq``, the strategy worked out for ``telemetry``."""
+        # Without telemetry yet, the strategy is worked out from nothing rather than
+        # left as it stood at the end of the recording.
+        return tables_until(self.tables, seq, telemetry if isinstance(telemetry, dict) else {}, self.options)
+
+
 @dataclass
 class _Command:
     name: str
@@ -83,6 +182,7 @@ class Replay:
         speed: float = 1.0,
         paused: bool = False,
         on_emit: EmitHook | None = None,
+        race: RaceTables | None = None,
     ) -> None:
         if not valid_speed(speed):
             raise InvalidControl(f"speed must be between {MIN_SPEED} and {MAX_SPEED}")
@@ -110,6 +210,8 @@ class Replay:
         self._history = HistoryWindow(options.history_seconds, options.history_frames)
         self._lap: int | None = None
         self._laps_cache: tuple[list, int, list[dict[str, Any]]] | None = None
+        self._race = race  # None: this replay tells no race facts
+        self._race_seq = 0  # the last frame whose race facts this pass has told
         self._commands: deque[_Command] = deque()
         self._waiter: asyncio.Future | None = None
         self._next_state = clock.now()
@@ -306,12 +408,35 @@ class Replay:
         if self.on_emit is not None:
             self.on_emit(event.seq, due, self._clock.now())
         await self._broadcaster.to_room(self.id, name, data)
+        await self._emit_race_events(event.seq)
         if event.kind == "telemetry" and position > self.duration:
             self._refresh_index()  # a live recording grew past the index
         lap = self.index.lap_at(position)
         if lap != self._lap:
             self._lap = lap
             await self._emit_state()
+
+    async def _emit_race_events(self, seq: int) -> None:
+        """The race events of frame ``seq`` (just emitted), as live sends them after a frame."""
+        if self._race is None:
+            return
+        late = await self._cover_race(seq)
+        events = late + self._race.events(self._race_seq, seq)
+        self._race_seq = seq
+        for event in events:
+            await self._broadcaster.to_room(self.id, *wire_event(self.id, event))
+
+    async def _cover_race(self, seq: int) -> list[dict[str, Any]]:
+        """Race tables that reach frame ``seq`` (a followed recording has grown past them).
+
+        Returns the events they learnt only now of frames this pass has already
+        played: a pit stop's row carries the seq of the frame where the stop
+        began, but is known once the car leaves, as live tells it then.
+        """
+        if self._race is None or self._race.covers(seq):
+            return []
+        added = await asyncio.to_thread(self._race.extend)
+        return [event for event in added if event["seq"] <= self._race_seq]
 
     def _frame(self, event: Event) -> tuple[str, dict[str, Any]]:
         return frame_event(self.id, Frame(seq=event.seq, kind=event.kind, received=event.t, payload=event.data))
@@ -395,9 +520,11 @@ class Replay:
             history_points=self.options.history_frames,
             known_setup=None if self._setup is None or self._setup_offset is None else (self._setup_offset, self._setup),
         )
+        await self._cover_race(snapshot.seq)  # what it learns of earlier frames is in the tables sent below
         self._reader.seek(snapshot.resume_offset)
         self._next = None
         self._running = position
+        self._race_seq = snapshot.seq  # a new pass: the frames from here on are told again
         self._setup, self._setup_offset, self._telemetry = snapshot.setup, snapshot.setup_offset, snapshot.telemetry
         self._history.clear()
         for history_position, event in snapshot.history:
@@ -420,7 +547,7 @@ class Replay:
         return state
 
     async def _send_snapshot(self, send: Callable[[str, str, Any], Awaitable[None]], to: str) -> None:
-        """The state at the current point: last setup, chart history, last telemetry."""
+        """The state at the current point: last setup, chart history, last telemetry, race tables."""
         if self._setup is not None:
             await send(to, *self._frame(self._setup))
         await send(
@@ -437,3 +564,6 @@ class Replay:
         )
         if self._telemetry is not None:
             await send(to, *self._frame(self._telemetry))
+        if self._race is not None:
+            telemetry = self._telemetry.data.get("telemetry") if self._telemetry is not None else None
+            await send(to, "race_tables", {"session_id": self.id, **self._race.until(self._race_seq, telemetry)})

@@ -68,6 +68,15 @@ class Snapshot:
     telemetry: Event | None = None
     history: list[tuple[float, Event]] = field(default_factory=list)  # (position, telemetry) in the window
 
+    @property
+    def seq(self) -> int:
+        """The seq of the last frame at or before the position (0: none): where playback stands.
+
+        A recording holds only setups and telemetry, and its seqs grow along the
+        file, so the later of the last setup and the last telemetry is that frame.
+        """
+        return max((event.seq for event in (self.setup, self.telemetry) if event is not None), default=0)
+
 
 def snapshot_at(
     path: Path,
