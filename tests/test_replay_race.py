@@ -153,6 +153,22 @@ async def test_a_replay_tells_the_race_events_as_playback_passes_them(server, cl
     ]
     assert_each_right_after_its_frame(viewer.log)
     assert len(viewer.events["race_tables"]) == 1  # playing through sends no tables, only events
+    # Each replayed frame carries the strategy as of that frame, as live frames do: the same
+    # figures a live viewer saw, computed from the laps done by then.
+    frames = viewer.events["telemetry_update"]
+    assert all("race" in f for f in frames)
+    live = RaceModel(server.app.replays.race_options)
+    summaries = {}
+    for seq, p in enumerate(simulated_stint(), start=1):
+        live.feed(seq, p.kind, wire_payload(recording_id, p))
+        if p.kind != SETUP:
+            summaries[seq] = live.frame_summary()
+    # Except between the in-lap's line and the stop: live did not know yet that lap 8 was the
+    # in-lap and counted it; the replay knows the whole recording and leaves it out.
+    in_lap, stop = full["laps"][7], full["pit_stops"][0]
+    unsure = range(in_lap["seq"], stop["seq"])
+    assert [f["race"] for f in frames if f["seq"] not in unsure] == [summaries[f["seq"]] for f in frames if f["seq"] not in unsure]
+    assert {f["race"]["car_state"] for f in frames} >= {"on_track", "in_pit"}
 
 
 async def test_a_seek_sends_the_tables_up_to_the_position_then_a_new_pass(server, clients, settings):
@@ -218,13 +234,14 @@ async def test_a_late_joiner_gets_the_tables_as_they_stand(server, clients, sett
 
 
 def pit_stop_began(published: list[Publication]) -> int:
-    """The seq of the frame where the stint's pit stop began (its row's seq)."""
+    """The seq of the frame where the stint's pit stop began (its row's ``started_seq``)."""
     model = RaceModel()
     for seq, p in enumerate(published, start=1):
         for event in model.feed(seq, p.kind, wire_payload("x", p)):
             if event["event"] == "pit_stop":
-                assert event["seq"] < seq  # known only some frames later, once the car has left
-                return event["seq"]
+                # Known only some frames later, once the car has left: its row carries that frame's seq.
+                assert event["started_seq"] < event["seq"] == seq
+                return event["started_seq"]
     raise AssertionError("the stint has no pit stop")
 
 
@@ -283,7 +300,7 @@ async def test_a_timeshift_tells_the_laps_recorded_after_it_started(server, clie
     in_stream_order = sorted(told, key=lambda event: event[1]["seq"])
     assert [name for name, _data in in_stream_order] == [name for name, _data in expected]
     [stop] = [data for name, data in told if name == "pit_stop"]
-    assert [stop] == pit_stops_told(full, replay_id) and stop["seq"] == stop_began
+    assert [stop] == pit_stops_told(full, replay_id) and stop["started_seq"] == stop_began
     assert stop["amended_laps"][0]["in_lap"]  # told unamended with its frame: the stop amends it, as live
     frames_before_it = [d["seq"] for n, d in viewer.log[: viewer.log.index(("pit_stop", stop))] if n in FRAME_EVENTS]
     assert frames_before_it[-1] > mid_stop
@@ -321,12 +338,11 @@ def test_race_tables_of_a_finished_recording_that_grows_again(tmp_path):
     added = race.extend()  # then fed only the lines added
     assert as_json(race.tables) == scanned()
     assert [row["lap"] for row in race.tables["laps"]] == list(range(1, 10))
-    # The pit stop was under way at the cut: learnt now, dated by the frame where it began.
+    # The pit stop was under way at the cut: learnt now, with the frame where it began.
     [stop] = [event for event in added if event["event"] == "pit_stop"]
-    assert stop["seq"] < mid_stop and added.count(stop) == 1
+    assert stop["started_seq"] < mid_stop < stop["seq"] and added.count(stop) == 1
     everything = race.events(0, race.tables["seq"])
-    unamended = [{k: v for k, v in event.items() if k != "amended_laps"} for event in everything]
-    assert unamended == events_after(race.tables, 0, race.tables["seq"])
+    assert everything == events_after(race.tables, 0, race.tables["seq"])
     in_lap = race.tables["laps"][7]
     assert in_lap["lap"] == 8 and [e["amended_laps"] for e in everything if e["event"] == "pit_stop"] == [[in_lap]]
     assert race.events(race.tables["seq"], race.tables["seq"] + 100) == []

@@ -452,7 +452,8 @@ class RaceModel:
             self._lap.out_lap = True
         record = {
             "number": len(self.pit_stops) + 1,
-            "seq": stop.seq,
+            "seq": cur.seq,  # the frame that closed it (the event's frame); where it began:
+            "started_seq": stop.seq,
             "t": cur.t,
             "lap": stop.lap,
             "entry_lap": stop.entry_lap,
@@ -573,15 +574,36 @@ def tables_until(tables: dict[str, Any], seq: int, telemetry: dict[str, Any] | N
     return cut
 
 
-def events_after(tables: dict[str, Any], after_seq: int, upto_seq: int) -> list[dict[str, Any]]:
-    """The events of frames after ``after_seq`` up to ``upto_seq``, in stream order (a rejoin's gap)."""
+def events_after(tables: dict[str, Any], after_seq: int, upto_seq: int,
+                 all_laps: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The events of frames after ``after_seq`` up to ``upto_seq``, in stream order (a rejoin's gap).
+
+    ``all_laps``: where a pit stop's in-lap is looked up, when ``tables`` holds only some rows.
+    """
     named = [(LAP_COMPLETED, "laps"), (PIT_STOP, "pit_stops"), (DRIVER_CHANGE, "driver_changes"),
              (SETUP_CHANGE, "setup_changes"), (ALERT, "alerts")]
     events = []
     for event, table in named:
         for row in tables[table]:
             if after_seq < row["seq"] <= upto_seq:
-                body = {"seq": row["seq"], "t": row.get("end_t"), "lap": row} if event == LAP_COMPLETED else row
+                if event == LAP_COMPLETED:
+                    body = {"seq": row["seq"], "t": row.get("end_t"), "lap": row}
+                elif event == PIT_STOP:
+                    body = {**row, "amended_laps": _in_lap_of(all_laps if all_laps is not None else tables["laps"], row)}
+                else:
+                    body = row
                 events.append({"event": event, **body})
     events.sort(key=lambda e: e["seq"])
     return events
+
+
+def _in_lap_of(laps: list[dict[str, Any]], stop: dict[str, Any]) -> list[dict[str, Any]]:
+    """As live tells a stop: with the in-lap's row, sent before the stop set its in_lap flag."""
+    if stop["entry_lap"] == stop["lap"]:
+        return []  # entered the lane in the lap it stopped in: no lap before it changed
+    return [row for row in laps if row["lap"] == stop["entry_lap"] and row["in_lap"] and row["seq"] <= stop["seq"]][-1:]
+
+
+def frame_sample(seq: int, telemetry: dict[str, Any]) -> _Sample:
+    """What the model reads of one telemetry frame (units converted, unknowns None)."""
+    return _Sample(seq, monitor_time(telemetry.get("timestamp")), telemetry)

@@ -34,7 +34,8 @@ from typing import Any, Awaitable, Callable
 
 from racedash.broadcast import Broadcaster
 from racedash.race import RaceModel, RaceOptions, events_after, tables_until
-from racedash.race.model import PIT_STOP
+from racedash.race.model import frame_sample
+from racedash.race.strategy import clean_laps, fuel_per_lap, pace, strategy
 from racedash.racefeed import wire_event
 from racedash.recording.format import Event
 from racedash.recording.race import build_model, load_tables
@@ -121,41 +122,66 @@ class RaceTables:
             self._fed_to = end
         self._set(self._model.tables())
         added = {name: self.tables[name][known[name]:] for name in _EVENT_TABLES}  # tables only ever append
-        return self._as_live(events_after(added, 0, self.tables["seq"]))
+        return events_after(added, 0, self.tables["seq"], all_laps=self.tables["laps"])
 
     def _set(self, tables: dict[str, Any]) -> None:
         self.tables = tables
         # Most frames cause no event: a bisection says so without going through
         # a long recording's tables at every frame.
         self._event_seqs = sorted(row["seq"] for name in _EVENT_TABLES for row in tables[name])
+        self._lap_seqs = [row["seq"] for row in tables["laps"]]
+        self._aggregates_for: int | None = None
+        self._aggregates: tuple[float | None, float | None, int] = (None, None, 0)
 
     def events(self, after_seq: int, upto_seq: int) -> list[dict[str, Any]]:
         """The events of the frames after ``after_seq`` up to ``upto_seq``, in stream order."""
         first = bisect_right(self._event_seqs, after_seq)
         if first == len(self._event_seqs) or self._event_seqs[first] > upto_seq:
             return []
-        return self._as_live(events_after(self.tables, after_seq, upto_seq))
+        return events_after(self.tables, after_seq, upto_seq)
 
-    def _as_live(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The events as live tells them: a pit stop with the lap rows it amended."""
-        return [{**event, "amended_laps": self._in_lap_of(event)} if event["event"] == PIT_STOP else event
-                for event in events]
+    def frame_summary(self, seq: int, telemetry: object) -> dict[str, Any]:
+        """The ``race`` object a live frame carries, for the recorded frame ``seq``.
 
-    def _in_lap_of(self, stop: dict[str, Any]) -> list[dict[str, Any]]:
-        # Live, the stop's event repeats the in-lap's row: that lap was told before the
-        # stop was known and only the stop set its in_lap flag. The tables keep the
-        # amended row alone; a replay following a live recording told it unamended.
-        if stop["entry_lap"] == stop["lap"]:
-            return []  # entered the lane in the lap it stopped in: no lap before it changed
-        in_laps = [row for row in self.tables["laps"]
-                   if row["lap"] == stop["entry_lap"] and row["in_lap"] and row["seq"] <= stop["seq"]]
-        return in_laps[-1:]
+        Per frame of a replay at up to 16x: the clean-lap averages are worked out
+        once per number of laps completed (laps are in seq order), the rest is O(1).
+        """
+        completed = bisect_right(self._lap_seqs, seq)
+        if self._aggregates_for != completed:
+            laps = self.tables["laps"][:completed]
+            recent = self.options.recent_laps
+            self._aggregates = (fuel_per_lap(laps, recent), pace(laps, recent), len(clean_laps(laps, recent)))
+            self._aggregates_for = completed
+        per_lap, lap_pace, clean = self._aggregates
+        tel = telemetry if isinstance(telemetry, dict) else {}
+        sample = frame_sample(seq, tel)
+        plan = strategy(per_lap=per_lap, lap_pace=lap_pace, clean=clean, fuel=sample.fuel, lap=sample.lap,
+                        lap_time=sample.lap_time if sample.on_lap else None, reserve_laps=self.options.reserve_laps)
+        stops = self.tables["pit_stops"]
+        return {
+            "car_state": _car_state(sample, stops, seq, self.options),
+            "stint": 1 + sum(1 for stop in stops if stop["seq"] <= seq),
+            "fuel_per_lap": plan["fuel_per_lap"],
+            "laps_left": plan["laps_left"],
+            "time_left": plan["time_left"],
+            "box_by_lap": plan["box_by_lap"],
+        }
 
     def until(self, seq: int, telemetry: dict[str, Any] | None) -> dict[str, Any]:
         """The tables as they stood at frame ``seq``, the strategy worked out for ``telemetry``."""
         # Without telemetry yet, the strategy is worked out from nothing rather than
         # left as it stood at the end of the recording.
         return tables_until(self.tables, seq, telemetry if isinstance(telemetry, dict) else {}, self.options)
+
+
+def _car_state(sample: Any, stops: list[dict[str, Any]], seq: int, options: RaceOptions) -> str:
+    """Where the car was at frame ``seq``, from the frame and the recorded stops (as the model says live)."""
+    if not sample.on_lap:
+        return "garage"
+    for stop in stops:
+        if stop["started_seq"] <= seq < stop["seq"]:
+            return "in_pit" if sample.speed is not None and sample.speed < options.stationary_kmh else "pit_lane"
+    return "on_track"
 
 
 @dataclass
@@ -405,6 +431,10 @@ class Replay:
             self._telemetry = event
             self._history.add(position, event)
         name, data = self._frame(event)
+        if self._race is not None:
+            await self._cover_race(event.seq)
+            if event.kind == "telemetry":
+                data["race"] = self._race.frame_summary(event.seq, event.data.get("telemetry"))  # as live frames carry
         if self.on_emit is not None:
             self.on_emit(event.seq, due, self._clock.now())
         await self._broadcaster.to_room(self.id, name, data)
@@ -420,23 +450,20 @@ class Replay:
         """The race events of frame ``seq`` (just emitted), as live sends them after a frame."""
         if self._race is None:
             return
-        late = await self._cover_race(seq)
-        events = late + self._race.events(self._race_seq, seq)
+        events = self._race.events(self._race_seq, seq)
         self._race_seq = seq
         for event in events:
             await self._broadcaster.to_room(self.id, *wire_event(self.id, event))
 
-    async def _cover_race(self, seq: int) -> list[dict[str, Any]]:
-        """Race tables that reach frame ``seq`` (a followed recording has grown past them).
+    async def _cover_race(self, seq: int) -> None:
+        """Race tables that reach frame ``seq``: a followed recording may have grown past them.
 
-        Returns the events they learnt only now of frames this pass has already
-        played: a pit stop's row carries the seq of the frame where the stop
-        began, but is known once the car leaves, as live tells it then.
+        A row carries the seq of the frame that made it known (a pit stop's is
+        the frame where the car left), so tables extended up to a frame hold
+        every event of the frames played so far: nothing is learnt late.
         """
-        if self._race is None or self._race.covers(seq):
-            return []
-        added = await asyncio.to_thread(self._race.extend)
-        return [event for event in added if event["seq"] <= self._race_seq]
+        if self._race is not None and not self._race.covers(seq):
+            await asyncio.to_thread(self._race.extend)
 
     def _frame(self, event: Event) -> tuple[str, dict[str, Any]]:
         return frame_event(self.id, Frame(seq=event.seq, kind=event.kind, received=event.t, payload=event.data))
