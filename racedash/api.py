@@ -20,6 +20,7 @@ from racedash.errors import InvalidSessionId, UnknownRecording
 from racedash.ids import parse_session_id
 from racedash.race import RaceOptions
 from racedash.race.export import COLUMN_NAMES, csv_chunks
+from racedash.recording.files import NotARegularFile, open_regular
 from racedash.recording.format import RecordingFormatError
 from racedash.recording.race import load_tables
 from racedash.recording.store import RecordingStore
@@ -88,18 +89,26 @@ class RecordingDownloadHandler(ApiHandler):
     async def get(self, raw_id: str) -> None:
         session_id = self.recording_id(raw_id)
         path, end = await self.store.download_extent(session_id)
-        self.set_header("Content-Type", "application/x-ndjson")
-        self.set_header("Content-Disposition", f'attachment; filename="{session_id}.jsonl"')
-        self.set_header("Content-Length", str(end))
-        remaining = end
-        async with aiofiles.open(path, "rb") as f:
-            while remaining > 0:
-                chunk = await f.read(min(DOWNLOAD_CHUNK, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                self.write(chunk)
-                await self.flush()
+        # The descriptor checked to be a regular file (not a link, not a pipe) is the one read.
+        try:
+            handle = await asyncio.to_thread(open_regular, path)
+        except (FileNotFoundError, NotARegularFile):
+            raise UnknownRecording("no recording for this id") from None
+        try:
+            self.set_header("Content-Type", "application/x-ndjson")
+            self.set_header("Content-Disposition", f'attachment; filename="{session_id}.jsonl"')
+            self.set_header("Content-Length", str(end))
+            remaining = end
+            async with aiofiles.open(handle.fileno(), "rb", closefd=False) as f:
+                while remaining > 0:
+                    chunk = await f.read(min(DOWNLOAD_CHUNK, remaining))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+                    self.write(chunk)
+                    await self.flush()
+        finally:
+            handle.close()
         self.finish()
 
 

@@ -36,7 +36,7 @@ def _read_or_create(path: Path) -> bytes:
         return path.read_bytes().strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32).encode()
     # O_EXCL: two processes starting together agree on whichever wrote first.
     try:

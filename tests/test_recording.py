@@ -192,13 +192,15 @@ async def test_unwritable_recordings_dir_is_reported_retried_and_never_stops_liv
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux /dev/full")
-async def test_disk_full_is_reported_and_retried(tmp_path, servers, clients):
+async def test_an_unwritable_recording_is_reported_and_retried(tmp_path, servers, clients):
+    """A link planted as the recording (to /dev/full: a write would fail with ENOSPC) is refused
+    like a failing disk: reported, retried, and recording resumes once the path is a file again."""
     settings = Settings(host="127.0.0.1", port=0, recordings_dir=tmp_path / "r",
                         recording_retry_seconds=0.05, recording_flush_seconds=0.01)
     settings.recordings_dir.mkdir()
     session_id = str(uuid.uuid4())
     path = recording(settings, session_id)
-    path.symlink_to("/dev/full")  # every write fails with ENOSPC, as root too
+    path.symlink_to("/dev/full")  # never written through (O_NOFOLLOW): refused as not a regular file
     srv = await start(servers, settings)
     monitor = await connect(srv.url, clients)
     viewer = await connect(srv.url, clients)
@@ -206,7 +208,7 @@ async def test_disk_full_is_reported_and_retried(tmp_path, servers, clients):
     for lap in range(5):
         assert (await monitor.call("telemetry_update", telemetry(session_id, lap=lap)))["ok"]
     await viewer.wait_for("telemetry_update", 5)
-    await wait_until(lambda: any("No space left" in p for p in srv.app.status.snapshot()["problems"]))
+    await wait_until(lambda: any("not a regular file" in p for p in srv.app.status.snapshot()["problems"]))
 
     path.unlink()
     await monitor.call("telemetry_update", telemetry(session_id, lap=5))

@@ -13,14 +13,13 @@ Blocking: call from a worker thread.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from racedash.race import RaceModel, RaceOptions
+from racedash.recording.files import open_regular, read_regular, replace_atomically
 from racedash.recording.format import RecordingFormatError, decode_header
 from racedash.recording.reader import good_end, iter_events
 
@@ -39,7 +38,7 @@ def race_sidecar_path(recording: Path) -> Path:
 def build_model(path: Path, options: RaceOptions) -> tuple[RaceModel, dict[str, Any], int]:
     """A model fed the whole recording: (model, header fields, byte length of the complete lines read)."""
     model = RaceModel(options)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         header = decode_header(f.readline())
         start = f.tell()
         end = good_end(f)
@@ -64,8 +63,8 @@ def load_tables(path: Path, options: RaceOptions, *, use_sidecar: bool = True) -
 
 def _read_sidecar(path: Path, options: RaceOptions) -> dict[str, Any] | None:
     try:
-        raw = race_sidecar_path(path).read_bytes()
-        with open(path, "rb") as f:
+        raw = read_regular(race_sidecar_path(path))
+        with open_regular(path) as f:
             header = decode_header(f.readline())
             end = good_end(f)
     except FileNotFoundError:
@@ -110,15 +109,7 @@ def _valid(cached: Any) -> bool:
 
 def _write_sidecar(path: Path, content: dict[str, Any]) -> None:
     """Atomically; a failure only costs a scan next time."""
-    target = race_sidecar_path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".race-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(orjson.dumps(content))
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        replace_atomically(race_sidecar_path(path), orjson.dumps(content))
     except OSError as exc:
         log.warning("could not write race tables of %s: %s", path.stem[:8], exc)

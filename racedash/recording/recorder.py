@@ -20,6 +20,7 @@ from typing import MutableMapping
 import orjson
 
 from racedash.ids import parse_session_id
+from racedash.recording.files import make_directory
 from racedash.recording.batcher import CommitBatcher
 from racedash.recording.format import encode_event, encode_event_json
 from racedash.recording.store import RecordingStore
@@ -58,7 +59,7 @@ class Recorder:
     def check_directory(self) -> None:
         """Create the recordings dir at start-up; a failure is reported, not fatal (writers retry)."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_directory(self.directory)
         except OSError as exc:
             log.error("recordings directory %s cannot be created: %s", self.directory, exc)
             self.problems[DIRECTORY_PROBLEM] = f"the recordings directory cannot be created ({exc.strerror or exc})"

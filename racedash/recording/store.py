@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from racedash.errors import UnknownRecording
 from racedash.ids import is_session_id, parse_session_id
+from racedash.recording.files import is_regular, open_regular
 from racedash.recording.format import Event, RecordingFormatError
 from racedash.recording.reader import event_at, find_offset, good_end, iter_events, tail_events
 from racedash.recording.summary import Summary, load_summary
@@ -58,7 +59,7 @@ class RecordingStore:
     def existing_path(self, session_id: str) -> Path:
         """The recording file of this session (for readers such as replay); UnknownRecording if none."""
         path = self.path_for(session_id)
-        if not path.is_file():
+        if not is_regular(path):  # a link planted in the directory is no recording
             raise UnknownRecording("no recording for this session")
         return path
 
@@ -76,7 +77,7 @@ class RecordingStore:
             return []
         for entry in entries:
             session_id = entry.name.removesuffix(SUFFIX)
-            if not entry.name.endswith(SUFFIX) or not is_session_id(session_id) or not entry.is_file():
+            if not entry.name.endswith(SUFFIX) or not is_session_id(session_id) or not entry.is_file(follow_symlinks=False):
                 continue
             item = self._describe(Path(entry.path), session_id, live)
             if item is not None:
@@ -114,10 +115,10 @@ class RecordingStore:
             return None
 
     def _restore_state(self, path: Path, recent: int) -> RestoredState | None:
-        if not path.is_file():
+        if not is_regular(path):
             return None
         summary = load_summary(path)
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             setups = [event_at(f, offset) for offset in summary.setup_offsets]
             telemetry = (
                 event_at(f, summary.last_telemetry_offset) if summary.last_telemetry_offset is not None else None
@@ -138,7 +139,7 @@ class RecordingStore:
 
     def _frames_between(self, path: Path, after_seq: int, before_seq: int) -> list[Frame]:
         try:
-            f = open(path, "rb")
+            f = open_regular(path)
         except FileNotFoundError:
             return []
         with f:
@@ -167,7 +168,7 @@ class RecordingStore:
 
     def _telemetry_since(self, path: Path, since: float, before_seq: int, max_points: int) -> tuple[list[Frame], int]:
         try:
-            f = open(path, "rb")
+            f = open_regular(path)
         except FileNotFoundError:
             return [], 0
         with f:
@@ -204,7 +205,7 @@ class RecordingStore:
         path = self.existing_path(session_id)
 
         def extent() -> int:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 return good_end(f)
 
         return path, await asyncio.to_thread(extent)

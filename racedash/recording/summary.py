@@ -19,6 +19,7 @@ from typing import Any, Callable, BinaryIO, NamedTuple
 import orjson
 
 from racedash.recording.format import decode_event, decode_header
+from racedash.recording.files import open_regular, read_regular, replace_atomically
 from racedash.sessions import SETUP_HISTORY
 
 log = logging.getLogger(__name__)
@@ -252,7 +253,7 @@ def rebuild(f: BinaryIO, size: int) -> Summary:
 
 def read_sidecar(path: Path) -> Summary | None:
     try:
-        return Summary.from_sidecar(sidecar_path(path).read_bytes())
+        return Summary.from_sidecar(read_regular(sidecar_path(path)))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError) as exc:
@@ -262,10 +263,7 @@ def read_sidecar(path: Path) -> Summary | None:
 
 def write_sidecar(path: Path, summary: Summary) -> None:
     """Replace the sidecar atomically (a reader never sees half of one)."""
-    target = sidecar_path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(summary.to_sidecar())
-    os.replace(tmp, target)
+    replace_atomically(sidecar_path(path), summary.to_sidecar())
 
 
 def load_summary(path: Path, *, persist: bool = True) -> Summary:
@@ -277,7 +275,7 @@ def load_summary(path: Path, *, persist: bool = True) -> Summary:
     Raises RecordingFormatError when the recording's header is bad and OSError
     when the file cannot be read.
     """
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
         first = f.readline()
         header = decode_header(first)

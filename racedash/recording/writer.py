@@ -53,6 +53,7 @@ import errno
 import io
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ from typing import Any, Callable, NamedTuple
 
 from racedash import __version__
 from racedash.recording.batcher import CommitBatcher, in_thread
+from racedash.recording.files import NotARegularFile, make_directory, open_regular, replace_atomically
 from racedash.recording.format import Header, RecordingFormatError, encode_header
 from racedash.recording.summary import FrameFacts, Summary, load_summary, sidecar_path
 
@@ -161,9 +163,9 @@ class RecordingFile:
 
     def _open(self, known: Summary | None) -> Summary:
         """Open for appending: create with a header, or continue an existing recording."""
-        os.makedirs(self.path.parent, exist_ok=True)
+        make_directory(self.path.parent)
         summary = self._existing_summary(known)
-        self.file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        self.file = open_regular(self.path, "ab")  # never through a link, never a pipe; closed by close()
         cut_back_to: int | None = None  # set before this method writes anything
         try:
             size = os.fstat(self.file.fileno()).st_size
@@ -197,9 +199,12 @@ class RecordingFile:
         the size it left it at, which is the normal case after a retried error.
         """
         try:
-            size = self.path.stat().st_size
+            info = os.lstat(self.path)
         except FileNotFoundError:
             return None
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFile(self.path)  # reported like any disk problem; never appended through
+        size = info.st_size
         if size == 0:
             return None
         if known is not None and known.file_size == size:
@@ -216,11 +221,8 @@ class RecordingFile:
 
     def save_sidecar(self, sidecar: bytes) -> None:
         """Replace the summary sidecar atomically (a reader never sees half of one)."""
-        target = sidecar_path(self.path)
-        tmp = target.with_name(target.name + ".tmp")
         try:
-            tmp.write_bytes(sidecar)
-            os.replace(tmp, target)
+            replace_atomically(sidecar_path(self.path), sidecar)
         except OSError as exc:
             # The sidecar is rebuilt from the recording when missing: not fatal.
             log.warning("recording %s: could not save its summary: %s", self.path.name, exc)

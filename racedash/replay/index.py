@@ -39,6 +39,7 @@ from pathlib import Path
 
 import orjson
 
+from racedash.recording.files import open_regular, read_regular
 from racedash.recording.format import Event, decode_event
 from racedash.replay.reader import RecordingReader
 
@@ -136,7 +137,7 @@ class RecordingIndex:
         Raises :class:`StaleIndex` when the file no longer continues what was
         scanned (it is shorter, or the boundary is not a line end).
         """
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             if size < self.scanned:
                 raise StaleIndex(f"{path.name} is shorter than its index")
@@ -289,7 +290,7 @@ def lap_of(event: Event) -> int | None:
 
 def _load_sidecar(path: Path, reader: RecordingReader) -> RecordingIndex | None:
     try:
-        raw = sidecar_path(path).read_bytes()
+        raw = read_regular(sidecar_path(path))
     except FileNotFoundError:
         return None
     except OSError as exc:

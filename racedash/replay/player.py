@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable
 from racedash.broadcast import Broadcaster
 from racedash.race import RaceModel, RaceOptions, events_after, tables_until
 from racedash.race.model import frame_sample
+from racedash.recording.files import open_regular
 from racedash.race.strategy import clean_laps, fuel_per_lap, pace, strategy
 from racedash.racefeed import wire_event
 from racedash.recording.format import Event
@@ -115,7 +116,7 @@ class RaceTables:
             # tables alone cannot be continued, a model can. It makes the same first rows.
             self._model, _identity, self._fed_to = build_model(self.path, self.options)
         else:
-            with open(self.path, "rb") as f:
+            with open_regular(self.path) as f:
                 end = good_end(f)
                 for _offset, event in iter_events(f, self._fed_to, end):
                     self._model.feed(event.seq, event.kind, event.data, event.t)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from racedash.ids import parse_session_id
+from racedash.recording.files import NotARegularFile, open_regular
 from racedash.recording.format import Event, Header, RecordingFormatError, decode_event, decode_header
 from racedash.replay.errors import BadRecording, UnknownRecording
 from racedash.errors import InvalidSessionId
@@ -40,8 +41,8 @@ class RecordingReader:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
-            self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by close()
-        except FileNotFoundError:
+            self._file: BinaryIO = open_regular(self.path)  # closed by close()
+        except (FileNotFoundError, NotARegularFile):
             raise UnknownRecording(f"no recording {self.path.stem}") from None
         try:
             first = self._file.readline()
