@@ -340,3 +340,34 @@ async def test_a_tampered_summary_sidecar_is_rebuilt_not_a_500(server, clients, 
     monitor = await connect(server, clients)
     ack = await monitor.call("telemetry_update", telemetry(session_id))
     assert ack["ok"] and ack["seq"] > 21
+
+
+@pytest.mark.parametrize("settings_changes", [{"access_log": True}])
+async def test_no_log_line_holds_a_secret(server_with, clients, caplog):
+    """Session ids (the viewers' secret) and the team token never appear in full in any log line."""
+    from tests.recording_support import api
+
+    caplog.set_level(logging.DEBUG)
+    server = server_with
+    directory = server.settings.recordings_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    broken = str(uuid.uuid4())
+    (directory / f"{broken}.jsonl").symlink_to("/dev/full")  # a recording that fails: its errors are logged
+    monitor = await connect(server, clients)
+    session_id = (await monitor.call("request_session_id", {}))["session_id"]
+    await monitor.call("telemetry_update", telemetry(session_id))
+    await monitor.call("telemetry_update", telemetry(broken))
+    await monitor.call("telemetry_update", {"session_id": session_id})  # refused: missing field
+    viewer = await connect(server, clients)
+    await viewer.call("join_session", {"session_id": session_id, "last_seq": 1})
+    await api(server, f"/api/recordings/{session_id}")
+    await api(server, f"/dashboard/{session_id}")
+    await api(server, f"/login?token={server.app.access.token}")
+    await wait_until(lambda: any("not a regular file" in p for p in server.app.status.snapshot()["problems"]))
+    await monitor.close()
+    clients.remove(monitor)
+    await wait_until(lambda: "publisher of session" in caplog.text)
+    text = caplog.text
+    for secret in (session_id, broken, server.app.access.token):
+        assert secret not in text
+    assert session_id[:8] in text  # prefixes are what logs show

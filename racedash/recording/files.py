@@ -82,5 +82,12 @@ def replace_atomically(path: Path, data: bytes, *, file_mode: int = FILE_MODE) -
         raise
 
 
+def shown(path: Path) -> str:
+    """A recording's file name as logs may show it: the id is the viewers' secret, so 8 characters of it."""
+    name = Path(path).name
+    stem, dot, rest = name.partition(".")
+    return f"{stem[:8]}…{dot}{rest}" if len(stem) > 8 else name
+
+
 def make_directory(path: Path, *, directory_mode: int = DIRECTORY_MODE) -> None:
     os.makedirs(path, mode=directory_mode, exist_ok=True)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from racedash.errors import UnknownRecording
 from racedash.ids import is_session_id, parse_session_id
-from racedash.recording.files import is_regular, open_regular
+from racedash.recording.files import is_regular, open_regular, shown
 from racedash.recording.format import Event, RecordingFormatError
 from racedash.recording.reader import event_at, find_offset, good_end, iter_events, tail_events
 from racedash.recording.summary import Summary, load_summary
@@ -92,7 +92,7 @@ class RecordingStore:
         try:
             return load_summary(path).public(live=False)
         except (RecordingFormatError, OSError) as exc:
-            log.warning("skipping recording %s: %s", path.name, exc)
+            log.warning("skipping recording %s: %s", shown(path), getattr(exc, "strerror", None) or exc)
             return None
 
     async def metadata(self, session_id: str) -> dict[str, Any]:
@@ -111,7 +111,7 @@ class RecordingStore:
             return await asyncio.to_thread(self._restore_state, path, recent)
         except (RecordingFormatError, OSError) as exc:
             # The session goes on live; its writer will set the bad file aside.
-            log.error("recording %s cannot be resumed: %s", path.name, exc)
+            log.error("recording %s cannot be resumed: %s", shown(path), getattr(exc, "strerror", None) or exc)
             return None
 
     def _restore_state(self, path: Path, recent: int) -> RestoredState | None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, BinaryIO, NamedTuple
 import orjson
 
 from racedash.recording.format import decode_event, decode_header
-from racedash.recording.files import open_regular, read_regular, replace_atomically
+from racedash.recording.files import open_regular, read_regular, replace_atomically, shown
 from racedash.sessions import SETUP_HISTORY
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ def read_sidecar(path: Path) -> Summary | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError) as exc:
-        log.warning("ignoring unreadable summary sidecar %s: %s", sidecar_path(path).name, exc)
+        log.warning("ignoring unreadable summary sidecar %s: %s", shown(sidecar_path(path)), getattr(exc, "strerror", None) or exc)
         return None
 
 
@@ -300,6 +300,6 @@ def load_summary(path: Path, *, persist: bool = True) -> Summary:
         try:
             write_sidecar(path, summary)
         except OSError as exc:
-            log.warning("could not save summary sidecar for %s: %s", path.name, exc)
+            log.warning("could not save summary sidecar for %s: %s", shown(path), getattr(exc, "strerror", None) or exc)
     return summary
 

@@ -62,7 +62,7 @@ from typing import Any, Callable, NamedTuple
 
 from racedash import __version__
 from racedash.recording.batcher import CommitBatcher, in_thread
-from racedash.recording.files import NotARegularFile, make_directory, open_regular, replace_atomically
+from racedash.recording.files import NotARegularFile, make_directory, open_regular, replace_atomically, shown
 from racedash.recording.format import Header, RecordingFormatError, encode_header
 from racedash.recording.summary import FrameFacts, Summary, load_summary, sidecar_path
 
@@ -214,7 +214,7 @@ class RecordingFile:
         except RecordingFormatError as exc:
             # Not ours to continue (bad or torn header): keep it aside, start anew.
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self.clock())}")
-            log.error("recording %s has a bad header (%s); moved to %s", self.path.name, exc, aside.name)
+            log.error("recording %s has a bad header (%s); moved to %s", shown(self.path), exc, shown(aside))
             os.replace(self.path, aside)
             sidecar_path(self.path).unlink(missing_ok=True)
             return None
@@ -225,7 +225,7 @@ class RecordingFile:
             replace_atomically(sidecar_path(self.path), sidecar)
         except OSError as exc:
             # The sidecar is rebuilt from the recording when missing: not fatal.
-            log.warning("recording %s: could not save its summary: %s", self.path.name, exc)
+            log.warning("recording %s: could not save its summary: %s", shown(self.path), exc.strerror or exc)
 
     def finish(self, fsync: bool, sidecar: bytes | None) -> None:
         """Fsync (if asked), close, then save the final summary; errors are logged, not raised."""
@@ -233,7 +233,7 @@ class RecordingFile:
             try:
                 os.fsync(self.file.fileno())
             except OSError as exc:
-                log.error("recording %s: fsync on close failed: %s", self.path.name, exc)
+                log.error("recording %s: fsync on close failed: %s", shown(self.path), exc.strerror or exc)
         self.close()
         if sidecar is not None:
             self.save_sidecar(sidecar)
@@ -246,11 +246,11 @@ class RecordingFile:
             try:
                 os.ftruncate(file.fileno(), truncate_to)
             except OSError as exc:
-                log.warning("recording %s: could not cut a partial write: %s", self.path.name, exc)
+                log.warning("recording %s: could not cut a partial write: %s", shown(self.path), exc.strerror or exc)
         try:
             file.close()
         except OSError as exc:
-            log.warning("recording %s: close failed: %s", self.path.name, exc)
+            log.warning("recording %s: close failed: %s", shown(self.path), exc.strerror or exc)
 
 
 class RecordingWriter:
@@ -305,7 +305,7 @@ class RecordingWriter:
             self._written += 1
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error("recording %s: %d queued frame(s) dropped, the disk is not keeping up", self.path.name, self.dropped)
+                log.error("recording %s: %d queued frame(s) dropped, the disk is not keeping up", shown(self.path), self.dropped)
         self._wake.set()
 
     @property
@@ -345,7 +345,7 @@ class RecordingWriter:
         except asyncio.TimeoutError:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-            log.error("recording %s: close timed out with %d frame(s) not written", self.path.name, len(self._pending))
+            log.error("recording %s: close timed out with %d frame(s) not written", shown(self.path), len(self._pending))
             await in_thread(self._file.close)
 
     # -- the writer task ---------------------------------------------------------
@@ -453,7 +453,7 @@ class RecordingWriter:
         self._written += len(batch)
         if self._failing:
             self._failing = False
-            log.info("recording %s is being written again", self.path.name)
+            log.info("recording %s is being written again", shown(self.path))
             self._on_problem(None)
         async with self._progress:
             self._progress.notify_all()
@@ -463,13 +463,13 @@ class RecordingWriter:
         # The file is closed already (cut back to its last good size): the next attempt reopens it.
         message = getattr(exc, "strerror", None) or str(exc)
         if not self._failing:
-            log.error("recording %s cannot be written: %s; retrying every %ss", self.path.name, exc, self.options.retry_seconds)
+            log.error("recording %s cannot be written: %s; retrying every %ss", shown(self.path), message, self.options.retry_seconds)
             self._on_problem(f"a recording cannot be written ({message}); retrying, live broadcasting continues")
         self._failing = True
 
     async def _finish(self) -> None:
         if self._pending:
-            log.error("recording %s closed with %d frame(s) not written (disk failing)", self.path.name, len(self._pending))
+            log.error("recording %s closed with %d frame(s) not written (disk failing)", shown(self.path), len(self._pending))
         if self._file.is_open:
             final: Summary | None = None
             if self.summary is not None:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import orjson
 
-from racedash.recording.files import open_regular, read_regular
+from racedash.recording.files import open_regular, read_regular, shown
 from racedash.recording.format import Event, decode_event
 from racedash.replay.reader import RecordingReader
 
@@ -267,7 +267,7 @@ class RecordingIndex:
                 os.unlink(tmp)
                 raise
         except OSError as exc:
-            log.warning("could not write replay index %s: %s", path.name, exc)
+            log.warning("could not write replay index %s: %s", shown(path), getattr(exc, "strerror", None) or exc)
 
 
 def _column(typecode: str, raw: str) -> array:

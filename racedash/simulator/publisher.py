@@ -109,7 +109,7 @@ class SimulatedMonitor:
     async def _on_connect(self) -> None:
         self.connects += 1
         if self.connects > 1:
-            log.warning("reconnected to %s, publishing as session %s again", self.url, self.session_id)
+            log.warning("reconnected to %s, publishing as session %s… again", self.url, self.session_id[:8])
         if self.session_id is None:
             # Only until an id is known: after a reconnect the monitor keeps its id.
             await self.sio.emit("request_session_id", {})
