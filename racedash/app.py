@@ -85,6 +85,7 @@ class Racedash:
             self._own(asyncio.create_task(self._watch_stale_sessions(), name="racedash-stale-watch"))
         if self.recorder is not None:
             self.recorder.check_directory()
+            self._own(asyncio.create_task(self.recorder.watch_directory(2.0), name="racedash-recordings-watch"))
         if self.retention is not None and self.retention.policy.enabled:
             self._own(asyncio.create_task(self._apply_retention(), name="racedash-retention"))
         if self.replays is not None:
@@ -161,7 +162,7 @@ def make_app(settings: Settings) -> Racedash:
         engineio_logger=False,
         serializer=FastJsonPacket,
     )
-    secret = load_or_create_secret(settings.secret, settings.recordings_dir)
+    secret = load_or_create_secret(settings.secret, settings.state_dir, settings.recordings_dir)
     rights = PublishRights(derive(secret, "publish-token"), settings.publish_auth)
     access = TeamAccess(settings.team_token, derive(secret, "team-cookie"))
     store = RecordingStore(settings.recordings_dir)

@@ -69,7 +69,7 @@ def _publish_token(args: argparse.Namespace) -> int:
 
     settings = Settings.from_args(args)
     session_id = parse_session_id(args.session_id)
-    secret = load_or_create_secret(settings.secret, settings.recordings_dir)
+    secret = load_or_create_secret(settings.secret, settings.state_dir, settings.recordings_dir)
     print(PublishRights(derive(secret, "publish-token")).token_for(session_id))
     return 0
 

@@ -38,6 +38,7 @@ class Settings:
 
     # --- recordings ----------------------------------------------------------
     recordings_dir: Path = _setting(Path("recordings"), "directory holding one recording per session")
+    state_dir: Path = _setting(Path(".racedash"), "directory for the server's own state (its secret), apart from the recordings")
     recording_enabled: bool = _setting(True, "record every session (off: live only, nothing written or resumed)")
     recording_flush_seconds: float = _setting(
         0.25, "group commit window: queued frames reach the file at least this often (the most a kill -9 loses)"
@@ -110,7 +111,7 @@ class Settings:
         "compat", "who may publish: 'compat' (the real monitor, no token needed) or 'token' (always the token)"
     )
     secret: str = _setting(
-        "", "server secret for publish tokens and login cookies (default: generated and kept in the recordings dir)"
+        "", "server secret for publish tokens and login cookies (default: generated and kept in the state dir)"
     )
     team_token: str = _setting(
         "", "team access token for recordings and replays (default: generated at start and printed)"

@@ -1,7 +1,10 @@
-"""The server secret: from config/env, else generated once and kept beside the recordings.
+"""The server secret: from config/env, else generated once and kept in the state directory.
 
 Publish tokens and the team-login cookie are derived from it, so keeping it
-stable across restarts keeps monitors' tokens and logins valid.
+stable across restarts keeps monitors' tokens and logins valid. It lives apart
+from the recordings: deleting or losing recordings must not invalidate every
+token. A secret an earlier version kept in the recordings directory is moved
+over once.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ log = logging.getLogger(__name__)
 SECRET_FILE = ".racedash-secret"
 
 
-def load_or_create_secret(configured: str, directory: Path) -> bytes:
+def load_or_create_secret(configured: str, directory: Path, legacy_directory: Path | None = None) -> bytes:
     if configured:
         return configured.encode()
     path = directory / SECRET_FILE
     try:
+        if legacy_directory is not None and not path.exists() and (legacy_directory / SECRET_FILE).is_file():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.replace(legacy_directory / SECRET_FILE, path)
+            log.info("moved the server secret from the recordings directory to %s", directory)
         return _read_or_create(path)
     except OSError as exc:
         # An unwritable recordings dir must not stop the server (recordings
@@ -36,7 +43,7 @@ def _read_or_create(path: Path) -> bytes:
         return path.read_bytes().strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32).encode()
     # O_EXCL: two processes starting together agree on whichever wrote first.
     try:

@@ -10,7 +10,7 @@ from racedash.server import RacedashServer
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(host="127.0.0.1", port=0, recordings_dir=tmp_path / "recordings")
+    return Settings(host="127.0.0.1", port=0, recordings_dir=tmp_path / "recordings", state_dir=tmp_path / "state")
 
 
 async def _stop_server(srv: RacedashServer) -> None:

@@ -37,7 +37,10 @@ class ServerProcess:
         self, *args: str, recordings_dir: Path | None = None, port: int = 0, env: dict[str, str] | None = None
     ) -> None:
         self._port = port
-        where = ["--recordings-dir", str(recordings_dir)] if recordings_dir is not None else []
+        where = []
+        if recordings_dir is not None:
+            # The state (the server secret) beside the recordings: a restart in the test keeps it.
+            where = ["--recordings-dir", str(recordings_dir), "--state-dir", str(Path(recordings_dir).parent / "state")]
         self.command = ["serve", "--host", "127.0.0.1", "--port", str(port), *where, *args]
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.url = ""

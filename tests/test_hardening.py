@@ -371,3 +371,46 @@ async def test_no_log_line_holds_a_secret(server_with, clients, caplog):
     for secret in (session_id, broken, server.app.access.token):
         assert secret not in text
     assert session_id[:8] in text  # prefixes are what logs show
+
+
+# -- the recordings directory deleted under a running server ------------------------------------
+
+@pytest.mark.parametrize("settings_changes", [{"recording_flush_seconds": 0.02}])
+async def test_a_deleted_recordings_directory_is_reported_and_recording_goes_on(server_with, clients):
+    import shutil
+
+    from tests.recording_support import recorded_seqs
+
+    server = server_with
+    monitor = await connect(server, clients)
+    session_id = (await monitor.call("request_session_id", {}))["session_id"]
+    for _ in range(5):
+        await monitor.call("telemetry_update", telemetry(session_id))
+    path = server.settings.recordings_dir / f"{session_id}.jsonl"
+    await wait_until(lambda: path.exists() and recorded_seqs(path) == [1, 2, 3, 4, 5])
+    secret = server.app.rights.token_for(session_id)
+
+    shutil.rmtree(server.settings.recordings_dir)
+    for _ in range(3):
+        assert (await monitor.call("telemetry_update", telemetry(session_id)))["ok"]
+    # Reported where an operator looks, with what was lost...
+    await wait_until(lambda: any("deleted or replaced" in p for p in server.app.status.snapshot()["problems"]))
+    problem = next(p for p in server.app.status.snapshot()["problems"] if "deleted or replaced" in p)
+    assert "5 recorded frames lost" in problem
+    assert server.app.status.snapshot()["status"] == "degraded"
+    # ...and the recording goes on in a fresh file: nothing acknowledged after the loss is lost.
+    await wait_until(lambda: path.exists() and recorded_seqs(path) == [6, 7, 8])
+    # The secret was not in the recordings directory: tokens stay valid.
+    assert server.app.rights.token_for(session_id) == secret
+    assert (server.settings.state_dir / ".racedash-secret").is_file()
+
+
+def test_a_secret_kept_with_the_recordings_moves_to_the_state_directory(tmp_path):
+    from racedash.keys import SECRET_FILE, load_or_create_secret
+
+    recordings, state = tmp_path / "recordings", tmp_path / "state"
+    recordings.mkdir()
+    (recordings / SECRET_FILE).write_bytes(b"the-old-secret")
+    assert load_or_create_secret("", state, recordings) == b"the-old-secret"
+    assert not (recordings / SECRET_FILE).exists() and (state / SECRET_FILE).read_bytes() == b"the-old-secret"
+    assert load_or_create_secret("", state, recordings) == b"the-old-secret"

@@ -45,6 +45,7 @@ class Recorder:
         self.store = store
         self.options = options
         self.problems: MutableMapping[str, str] = {} if problems is None else problems
+        self.started = False  # set once watching: a missing directory is then news
         self.ring_size = ring_size
         self._writers: dict[str, RecordingWriter] = {}
         # Every writer's commits share one thread hop per flush window.
@@ -56,10 +57,20 @@ class Recorder:
     def directory(self) -> Path:
         return self.store.directory
 
+    async def watch_directory(self, interval: float) -> None:
+        """Notice a deleted recordings directory even while nothing is being written."""
+        self.started = True
+        while True:
+            await asyncio.sleep(interval)
+            await asyncio.to_thread(self.check_directory)
+
     def check_directory(self) -> None:
-        """Create the recordings dir at start-up; a failure is reported, not fatal (writers retry)."""
+        """Create the recordings dir (at start-up, and again if it disappears); a failure is reported, not fatal."""
+        existed = self.directory.is_dir()
         try:
             make_directory(self.directory)
+            if not existed and self.started:
+                log.error("the recordings directory %s disappeared; recreated for the recordings that go on", self.directory)
         except OSError as exc:
             log.error("recordings directory %s cannot be created: %s", self.directory, exc)
             self.problems[DIRECTORY_PROBLEM] = f"the recordings directory cannot be created ({exc.strerror or exc})"

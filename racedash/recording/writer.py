@@ -95,6 +95,8 @@ class CommitResult:
     opened: Summary | None = None
     # Why the batch is not on disk; the file has then been cut back to its size before the batch and closed.
     error: OSError | RecordingFormatError | None = None
+    # The file open until now had been deleted or replaced under us: its frames went with it.
+    lost: bool = False
 
 
 class PreparedCommit(NamedTuple):
@@ -132,6 +134,12 @@ class RecordingFile:
         """
         result = CommitResult()
         cut_back_to: int | None = None  # the file's size before this batch, once it is open
+        if self.file is not None and self._gone():
+            # Deleted (or the directory with it) or replaced: appending would write into a file
+            # nobody can read. Continue in a new file at the path; the writer reports the loss.
+            self.close()
+            result.lost = True
+            known = None
         try:
             if self.file is None:
                 result.opened = self._open(known)
@@ -146,9 +154,23 @@ class RecordingFile:
             self.close(truncate_to=cut_back_to)
             result.error = exc
             return result
-        if sidecar is not None:
+        if sidecar is not None and not result.lost:
             self.save_sidecar(sidecar)
         return result
+
+    def _gone(self) -> bool:
+        """The open file is no longer the one at ``path`` (deleted, or another file put there)."""
+        assert self.file is not None
+        try:
+            opened = os.fstat(self.file.fileno())
+            if opened.st_nlink == 0:
+                return True
+            at_path = os.lstat(self.path)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False  # cannot tell: the write itself will say
+        return (at_path.st_ino, at_path.st_dev) != (opened.st_ino, opened.st_dev)
 
     def _write_all(self, data: bytes) -> None:
         file = self.file  # (if a timed-out close closes it meanwhile, fileno() raises instead of reusing the fd)
@@ -273,6 +295,8 @@ class RecordingWriter:
         # What is on disk; only the loop changes it (the thread gets copies and bytes).
         self.summary: Summary | None = None
         self.dropped = 0
+        self.lost_frames = 0  # frames recorded into a file deleted or replaced under this writer
+        self._loss_reported = False
         self._on_problem = on_problem
         self._after = after
         self._batcher = batcher
@@ -433,6 +457,9 @@ class RecordingWriter:
 
     async def _committed(self, result: CommitResult, prepared: PreparedCommit) -> bool:
         batch, fsync, updated = prepared.batch, prepared.fsync, prepared.updated
+        if result.lost:
+            self._lost(self.summary)
+            updated = None  # counted the old file's lines; the new file's summary starts below
         if result.opened is not None:
             self.summary = result.opened
         if result.error is not None:
@@ -458,6 +485,15 @@ class RecordingWriter:
         async with self._progress:
             self._progress.notify_all()
         return True
+
+    def _lost(self, old: Summary | None) -> None:
+        frames = old.frames if old is not None else 0
+        self.lost_frames += frames
+        log.error("recording %s was deleted or replaced while being written: %d recorded frame(s) lost with it; "
+                  "recording continues in a new file", shown(self.path), frames)
+        self._on_problem(f"a recording file was deleted or replaced while being written ({frames} recorded frames "
+                         "lost with it); recording continues in a new file")
+        self._loss_reported = True
 
     def _failed(self, exc: OSError | RecordingFormatError) -> None:
         # The file is closed already (cut back to its last good size): the next attempt reopens it.
