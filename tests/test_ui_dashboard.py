@@ -56,6 +56,17 @@ async def connected(page) -> None:
     await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "connected")
 
 
+async def handled(page, seq: int) -> None:
+    """Wait until the page has handled the frame numbered ``seq``.
+
+    A field showing lap N only proves that the first frame of lap N was handled:
+    ``publish`` returns on the monitor's acks, not on the page's receipt.
+    """
+    await page.wait_for_function(
+        "(seq) => window.racedash.store.lastSeq !== null && window.racedash.store.lastSeq >= seq", arg=seq
+    )
+
+
 async def lap_chart(page) -> list:
     """The lap chart's data once drawn: [laps, clean lap times, in/out/pit lap times]."""
     await page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
@@ -321,6 +332,11 @@ async def test_rejoin_with_last_seq_fills_the_gap(server, clients):
         page = tab.page
         before = await publish(monitor, stint(session_id, 1, 2))
         await expect(field(page, "lap")).to_have_text("2")
+        await handled(page, before[-1])  # so the rejoin asks after exactly before[-1]
+        # What reaches the socket from here on (the store drops duplicates, the wire does not).
+        await page.evaluate(
+            "() => { window.wire = []; window.racedash.socket.on('telemetry_update', (m) => window.wire.push(m.seq)); }"
+        )
 
         await page.evaluate("() => window.racedash.socket.disconnect()")
         await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "reconnecting")
@@ -332,8 +348,11 @@ async def test_rejoin_with_last_seq_fills_the_gap(server, clients):
         await expect(field(page, "lap")).to_have_text("5")
         after = await publish(monitor, stint(session_id, 6, 6))
         await expect(field(page, "lap")).to_have_text("6")
+        await handled(page, after[-1])
         seqs = await page.evaluate("() => window.racedash.store.frames.map(f => f.seq)")
-        assert seqs == before + missed + after  # every frame once, in order: no gap, no duplicate
+        assert seqs == before + missed + after  # no gap, in order
+        wire = await page.evaluate("() => window.wire")
+        assert wire == missed + after  # each frame sent once: the rejoin re-sent nothing
         await expect(field(page, "last_lap")).to_have_text("1:32.500")
         tab.assert_clean()
 
@@ -546,6 +565,7 @@ async def test_recovers_after_server_restart_and_fills_the_gap(tmp_path, clients
             await expect(field(page, "lap")).to_have_text("4", timeout=20_000)
             after = await publish(monitor2, stint(session_id, 5, 5))
             await expect(field(page, "lap")).to_have_text("5")
+            await handled(page, after[-1])  # the lap shows with the first of its frames: wait for the last
 
             frames = await page.evaluate("() => window.racedash.store.frames.map(f => [f.seq, f.telemetry.lap])")
             laps = [lap for _seq, lap in frames]
