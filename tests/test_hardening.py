@@ -414,3 +414,40 @@ def test_a_secret_kept_with_the_recordings_moves_to_the_state_directory(tmp_path
     assert load_or_create_secret("", state, recordings) == b"the-old-secret"
     assert not (recordings / SECRET_FILE).exists() and (state / SECRET_FILE).read_bytes() == b"the-old-secret"
     assert load_or_create_secret("", state, recordings) == b"the-old-secret"
+
+
+# -- replays: time-shift is for live sessions; the team keeps its slots ---------------------------
+
+@pytest.mark.parametrize("settings_changes", [{"replay_max_concurrent": 4}])
+async def test_time_shift_is_for_live_sessions_and_leaves_the_team_its_slots(server_with, clients):
+    from tests import replay_helpers
+
+    server = server_with
+    monitor = await connect(server, clients)
+    live_id = (await monitor.call("request_session_id", {}))["session_id"]
+    for _ in range(3):
+        await monitor.call("telemetry_update", telemetry(live_id))
+    assert await server.app.recorder.flush(live_id)
+
+    anonymous = await replay_helpers.connect(server, clients, team=False)
+    first = await anonymous.call("timeshift_start", {"session_id": live_id, "back": 1})
+    assert first["ok"]
+    # The room is never told the live session's id (only the caller, who sent it).
+    assert "recording_id" not in first["state"]
+    viewer = await replay_helpers.connect(server, clients, team=False)
+    joined = await viewer.call("join_session", {"session_id": first["replay_id"]})
+    assert live_id not in str(joined) and all(live_id not in str(data) for _, data in viewer.log)
+    # Half the slots for anonymous time-shifts: the third is refused...
+    assert (await anonymous.call("timeshift_start", {"session_id": live_id, "back": 1}))["ok"]
+    refused = await anonymous.call("timeshift_start", {"session_id": live_id, "back": 1})
+    assert refused["ok"] is False and refused["error"] == "too_many_replays"
+    # ...while the team still gets one.
+    team = await replay_helpers.connect(server, clients, team=True)
+    assert (await team.call("replay_start", {"recording_id": live_id}))["ok"]
+
+    # Once the publisher is gone, the recording is the team's alone to replay.
+    await monitor.close()
+    clients.remove(monitor)
+    await wait_until(lambda: not server.app.replays.is_live(live_id))
+    gone = await anonymous.call("timeshift_start", {"session_id": live_id, "back": 1})
+    assert gone["ok"] is False and gone["error"] == "team_required"

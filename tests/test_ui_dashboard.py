@@ -460,8 +460,9 @@ async def test_play_from_here_replays_the_recording_and_leads_back_to_live(serve
         await expect(page.locator("#tp-play-here")).to_be_visible()
 
         await page.locator("#tp-play-here").click()
-        await page.wait_for_url(re.compile(r"/dashboard/(?!" + session_id + r")[0-9a-f-]{36}$"))
-        replay_id = page.url.rsplit("/", 1)[1]
+        # The live id goes along in the fragment only (never to a server): the link back uses it.
+        await page.wait_for_url(re.compile(r"/dashboard/(?!" + session_id + r")[0-9a-f-]{36}#live=" + session_id + "$"))
+        replay_id = page.url.rsplit("/", 1)[1].split("#")[0]
         assert server.app.replays.find(replay_id).recording_id == session_id
         await expect(page.locator("#mode-badge")).to_have_text("REPLAY")
         await expect(page.locator("#tp-play")).to_be_visible()

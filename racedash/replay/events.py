@@ -133,6 +133,10 @@ class ReplayEvents:
     async def _enter_room(self, sid: str, room: str) -> None:
         await self._sio.enter_room(sid, room, namespace=self._namespace)
 
+    def _is_team(self, sid: str) -> bool:
+        environ = self._sio.get_environ(sid, namespace=self._namespace) or {}
+        return self._access.is_team_environ(environ)
+
     def _check_team(self, sid: str) -> None:
         """Replaying a recording needs team access: the team cookie on the Socket.IO handshake."""
         if self._access is None:
@@ -171,7 +175,13 @@ class ReplayEvents:
         """
         payload = self.validators.timeshift_start(payload)
         session_id = payload["session_id"]
-        replay = await self.manager.start(session_id, paused=True, speed=check_speed(payload.get("speed")))
+        team = self._is_team(sid)
+        if not team and not self.manager.is_live(session_id):
+            # Time-shift is for a live session; a finished recording is the team's to replay.
+            raise TeamAccessRequired("time-shift of a session with no live publisher needs team access")
+        replay = await self.manager.start(
+            session_id, paused=True, speed=check_speed(payload.get("speed")), anonymous=not team
+        )
         if "time" in payload:
             position = payload["time"]
         else:
@@ -186,7 +196,7 @@ class ReplayEvents:
             "ok": True,
             "replay_id": replay.id,
             "dashboard_url": dashboard_url(self._base_url(sid), replay.id),
-            "session_id": replay.recording_id,
+            "session_id": replay.recording_id,  # the caller's own: it sent it
             "state": replay.state(),
         }
 

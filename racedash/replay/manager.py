@@ -42,6 +42,7 @@ class ReplayManager:
         broadcaster: Broadcaster,
         options: ReplayOptions = ReplayOptions(),
         max_replays: int = 16,
+        max_anonymous: int | None = None,
         idle_seconds: float = 60.0,
         use_sidecar: bool = True,
         is_live: Callable[[str], bool] = lambda recording_id: False,
@@ -52,6 +53,7 @@ class ReplayManager:
         self.race_options = race_options or RaceOptions()  # the race tables replays show (racedash.race)
         self.options = options
         self.max_replays = max_replays
+        self.max_anonymous = max_replays // 2 if max_anonymous is None else max_anonymous
         self.idle_seconds = idle_seconds
         self.on_emit: EmitHook | None = None  # benchmarks measure emit times through it
         self._broadcaster = broadcaster
@@ -94,6 +96,13 @@ class ReplayManager:
             raise UnknownReplay(f"no replay {canonical}")
         return replay
 
+    def is_live(self, recording_id: object) -> bool:
+        """The recording's session has a publisher here (its recording still grows)."""
+        try:
+            return self._is_live(parse_session_id(recording_id))
+        except InvalidSessionId:
+            return False
+
     # -- lifecycle --------------------------------------------------------------
     async def start(
         self,
@@ -102,14 +111,22 @@ class ReplayManager:
         paused: bool = False,
         position: float | None = None,
         speed: float = 1.0,
+        anonymous: bool = False,
     ) -> Replay:
-        """A new replay of a recording, playing (or paused) from ``position`` (default 0)."""
+        """A new replay of a recording, playing (or paused) from ``position`` (default 0).
+
+        ``anonymous``: started without team access (a live session's viewer time-shifting):
+        such replays hold at most ``max_anonymous`` of the slots, so the team's own replays
+        always find one, and their state never names the recording (the live session's id).
+        """
         path = recording_path(self.recordings_dir, recording_id)
         recording_id = path.name.removesuffix(".jsonl")
         if len(self._replays) + self._starting >= self.max_replays:
             raise TooManyReplays(
                 f"{self.max_replays} replays are running, the most this server allows; stop one first"
             )
+        if anonymous and sum(1 for r in self._replays.values() if r.anonymous) >= self.max_anonymous:
+            raise TooManyReplays(f"{self.max_anonymous} time-shifts are running, the most this server allows")
         self._starting += 1
         try:
             index = await self._index(recording_id, path)  # first: it tells a missing or bad recording
@@ -127,6 +144,7 @@ class ReplayManager:
                 paused=paused or position is not None,
                 on_emit=self._emit_hook,
                 race=race,
+                anonymous=anonymous,
             )
         finally:
             self._starting -= 1

@@ -210,6 +210,7 @@ class Replay:
         paused: bool = False,
         on_emit: EmitHook | None = None,
         race: RaceTables | None = None,
+        anonymous: bool = False,
     ) -> None:
         if not valid_speed(speed):
             raise InvalidControl(f"speed must be between {MIN_SPEED} and {MAX_SPEED}")
@@ -238,6 +239,8 @@ class Replay:
         self._lap: int | None = None
         self._laps_cache: tuple[list, int, list[dict[str, Any]]] | None = None
         self._race = race  # None: this replay tells no race facts
+        # Started by a live session's viewer, not the team: the room never learns the session's id.
+        self.anonymous = anonymous
         self._race_seq = 0  # the last frame whose race facts this pass has told
         self._commands: deque[_Command] = deque()
         self._waiter: asyncio.Future | None = None
@@ -313,9 +316,8 @@ class Replay:
 
     def state(self) -> dict[str, Any]:
         position = self.position
-        return {
+        state = {
             "session_id": self.id,
-            "recording_id": self.recording_id,
             "status": self.status,
             "position": round(position, 3),
             "duration": round(self.duration, 3),
@@ -325,6 +327,9 @@ class Replay:
             "start": self._t0,
             "live": self._following(),
         }
+        if not self.anonymous:
+            state["recording_id"] = self.recording_id  # the team knows its recordings
+        return state
 
     def _laps_payload(self) -> list[dict[str, Any]]:
         # Built again only when the index gained laps (a long recording has hundreds).

@@ -70,6 +70,9 @@ const transport = new Transport($("transport"), {
   onPlayFromHere: playFromHere,
 });
 
+// The live session a time-shift was started from, when this page is that replay (see playFromHere).
+const liveFrom = new URLSearchParams(window.location.hash.slice(1)).get("live");
+
 // ---- socket -------------------------------------------------------------------
 const socket = io({ transports: ["websocket", "polling"] });
 window.racedash = { socket, store, charts, race, state };
@@ -167,7 +170,10 @@ function applyReplayState(m) {
   state.replayStateAt = now();
   state.lastDataAt = now();
   // A time-shift of a live session: its recording is still being written.
-  const liveId = m.live === true && typeof m.recording_id === "string" ? m.recording_id : null;
+  // A time-shift's room is never told the live session's id (its viewers' secret); the page that
+  // started it passes the id on in the URL fragment, which never reaches a server or a log.
+  const named = typeof m.recording_id === "string" ? m.recording_id : liveFrom;
+  const liveId = m.live === true && named ? named : null;
   transport.setLiveLink(liveId ? `/dashboard/${encodeURIComponent(liveId)}` : null);
   drawTimeline();
   refreshBadge();
@@ -600,7 +606,7 @@ function playFromHere() {
   socket.timeout(10000).emit("timeshift_start", { session_id: sessionId, back }, (err, ack) => {
     if (err) transport.status("The server did not answer the time-shift request.");
     else if (!ack || !ack.ok) transport.status(`Time-shift refused: ${(ack && ack.message) || "unknown error"}`);
-    else window.location.assign(`/dashboard/${encodeURIComponent(ack.replay_id)}`);
+    else window.location.assign(`/dashboard/${encodeURIComponent(ack.replay_id)}#live=${encodeURIComponent(sessionId)}`);
   });
 }
 
