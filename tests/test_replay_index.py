@@ -159,3 +159,22 @@ def test_unwritable_sidecar_only_costs_a_rebuild(tmp_path, caplog):
     sidecar_path(path).mkdir()  # a directory where the sidecar file should go
     index = open_index(path)
     assert index.events == 11 and "could not write replay index" in caplog.text
+
+
+def test_a_tampered_sidecar_with_the_right_types_is_rebuilt(tmp_path):
+    """Numbers that would send a seek into the middle of a line or past the end are not trusted."""
+    session_id, path = new_recording(tmp_path, laps=3, frames_per_lap=10)
+    truth = open_index(path)
+    cached = orjson.loads(sidecar_path(path).read_bytes())
+    tampered = [
+        {"laps": [[lap, p, o + 10**9] for lap, p, o in cached["laps"]]},  # offsets past the end
+        {"laps": list(reversed(cached["laps"]))},  # out of order
+        {"setups": [[-5.0, cached["header_end"]]]},  # a position before the start
+        {"checkpoints": [cached["checkpoints"][0], cached["checkpoints"][0], *cached["checkpoints"][2:]]},
+        {"scanned": 1},
+    ]
+    for change in tampered:
+        with pytest.raises(ValueError):
+            RecordingIndex.from_json(orjson.dumps({**cached, **change}))
+        sidecar_path(path).write_bytes(orjson.dumps({**cached, **change}))
+        assert open_index(path) == truth  # rebuilt from the recording

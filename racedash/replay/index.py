@@ -29,6 +29,7 @@ boundary that is no longer a line end) is ignored and rebuilt.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -234,7 +235,7 @@ class RecordingIndex:
             raise ValueError("checkpoint columns differ in length")
         setups = obj["setups"]
         since, cp_bytes, last_telemetry, max_lap = obj["scan"]
-        return cls(
+        index = cls(
             session_id=str(obj["session_id"]),
             created=float(obj["created"]),
             header_end=int(obj["header_end"]),
@@ -254,6 +255,30 @@ class RecordingIndex:
             last_telemetry=int(last_telemetry),
             max_lap=None if max_lap is None else int(max_lap),
         )
+        index.check_consistent()
+        return index
+
+    def check_consistent(self) -> None:
+        """Offsets inside what was scanned, positions and offsets in file order: else ValueError.
+
+        The sidecar is only a cache, but a tampered one with the right types and
+        wrong numbers would send a seek to the middle of a line or past the end.
+        """
+        low, high = self.header_end, self.scanned
+        if not 0 < low <= high or self.events < 0 or not math.isfinite(self.last_position):
+            raise ValueError("index extent is impossible")
+        for name, offsets in (("checkpoint", self.cp_offsets), ("telemetry", [o for o in self.cp_telemetry if o >= 0]),
+                              ("lap", [s.offset for s in self.laps]), ("setup", self.setup_offsets)):
+            if any(not low <= o < high for o in offsets) or any(a > b for a, b in zip(offsets, offsets[1:])):
+                raise ValueError(f"index {name} offsets are out of the file or out of order")
+        for name, positions in (("checkpoint", list(self.cp_positions)), ("lap", [s.position for s in self.laps]),
+                                ("setup", self.setup_positions)):
+            if any(not math.isfinite(p) or p < 0 or p > self.last_position for p in positions) or any(
+                a > b for a, b in zip(positions, positions[1:])
+            ):
+                raise ValueError(f"index {name} positions are out of order")
+        if any(e < 0 for e in self.cp_events) or any(a > b for a, b in zip(self.cp_events, list(self.cp_events)[1:])):
+            raise ValueError("index event counts are out of order")
 
     def save(self, path: Path) -> None:
         """Write the sidecar atomically; a failure only costs a rebuild next time."""
