@@ -68,6 +68,8 @@ class RacedashServer:
             # Also the header timeout: a client that opens a connection and sends nothing is dropped.
             idle_connection_timeout=settings.http_idle_seconds,
             body_timeout=settings.http_idle_seconds,
+            # Bodies far over the largest message are not even read (the connection is closed).
+            max_body_size=4 * settings.max_message_bytes,
         )
         self._http.add_sockets(sockets)
         self.app.start_background()

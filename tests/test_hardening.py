@@ -451,3 +451,21 @@ async def test_time_shift_is_for_live_sessions_and_leaves_the_team_its_slots(ser
     await wait_until(lambda: not server.app.replays.is_live(live_id))
     gone = await anonymous.call("timeshift_start", {"session_id": live_id, "back": 1})
     assert gone["ok"] is False and gone["error"] == "team_required"
+
+
+async def test_an_oversized_polling_post_gets_413_not_a_hang(server):
+    import json
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    http = AsyncHTTPClient()
+    try:
+        opened = await http.fetch(f"{server.url}/socket.io/?EIO=4&transport=polling", request_timeout=5)
+        sid = json.loads(opened.body.decode()[1:])["sid"]
+        big = b"4" + b"x" * (server.settings.max_message_bytes + 1)
+        response = await http.fetch(f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}", method="POST",
+                                    body=big, request_timeout=5, raise_error=False)
+        assert response.code == 413
+        assert (await http.fetch(f"{server.url}/healthz", request_timeout=5)).code == 200
+    finally:
+        http.close()

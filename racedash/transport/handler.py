@@ -59,6 +59,15 @@ def socketio_handler(sio: socketio.AsyncServer, origins: list[str] | None, *, on
             super().__init__(*args, **kwargs)
             self.receive_queue = LeanQueue()
 
+        def prepare(self) -> Any:
+            # engine.io refuses an oversized polling POST by disconnecting the session while
+            # the client's GET still waits: the POST then hangs. Answer 413 at once instead.
+            if self.request.method == "POST" and len(self.request.body) > sio.eio.max_http_buffer_size:
+                self.set_status(413)
+                self.finish("Payload Too Large")
+                return None
+            return super().prepare()
+
         def get_websocket_protocol(self) -> Any:
             protocol = super().get_websocket_protocol()
             if type(protocol) is tornado.websocket.WebSocketProtocol13:
