@@ -163,7 +163,7 @@ def make_app(settings: Settings) -> Racedash:
         serializer=FastJsonPacket,
     )
     secret = load_or_create_secret(settings.secret, settings.state_dir, settings.recordings_dir)
-    rights = PublishRights(derive(secret, "publish-token"), settings.publish_auth)
+    rights = PublishRights(derive(secret, "publish-token"), settings.publish_auth, settings.compat_takeover_seconds)
     access = TeamAccess(settings.team_token, derive(secret, "team-cookie"))
     store = RecordingStore(settings.recordings_dir)
     recorder = _make_recorder(settings, store) if settings.recording_enabled else None

@@ -110,6 +110,9 @@ class Settings:
     publish_auth: str = _setting(
         "compat", "who may publish: 'compat' (the real monitor, no token needed) or 'token' (always the token)"
     )
+    compat_takeover_seconds: float = _setting(
+        120.0, "compat mode: a session is held this long for its monitor's address before another may take it over"
+    )
     secret: str = _setting(
         "", "server secret for publish tokens and login cookies (default: generated and kept in the state dir)"
     )

@@ -118,6 +118,7 @@ class LiveNamespace(socketio.AsyncNamespace):
 
     def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
         self.limits.bind(sid, environ.get("REMOTE_ADDR"))
+        self.rights.bind(sid, environ.get("REMOTE_ADDR"))
         host = environ.get("HTTP_HOST")
         scheme = environ.get("wsgi.url_scheme", "http")
         self._base_urls[sid] = self.public_url or (f"{scheme}://{host}" if host else "")
@@ -149,6 +150,7 @@ class LiveNamespace(socketio.AsyncNamespace):
         session_id = new_session_id()
         self.limits.check_new_session(sid, session_id)
         session = self.registry.create(publisher_sid=sid, session_id=session_id)
+        self.rights.claimed(session, sid)
         assigned = {
             "session_id": session.id,
             "dashboard_url": f"{self._base_urls.get(sid, self.public_url)}/dashboard/{session.id}",
@@ -173,6 +175,8 @@ class LiveNamespace(socketio.AsyncNamespace):
         self.limits.check_new_session(sid, session_id)
         session = await self.registry.take_up(session_id)
         self.rights.check(session, sid, token)
+        if session.publisher_sid != sid:
+            self.rights.claimed(session, sid)
         frame = self.registry.publish(session, kind, payload, sid, data_json)
         race_events = self.race.feed(session, frame, payload) if self.race is not None else []
         event, data = frame_event(session.id, frame)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import time
+from typing import Callable
 
 from racedash.config import SettingsError
 from racedash.errors import NotPublisher
@@ -21,12 +23,21 @@ MODES = (COMPAT, TOKEN)
 
 
 class PublishRights:
-    def __init__(self, secret: bytes, mode: str = COMPAT) -> None:
+    def __init__(self, secret: bytes, mode: str = COMPAT, takeover_seconds: float = 120.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if mode not in MODES:
             raise SettingsError(f"publish_auth must be one of {', '.join(MODES)}, not {mode!r}")
         self._secret = secret
         self.mode = mode
+        # Compat mode: how long a session's publisher address is held for its returning monitor.
+        self.takeover_seconds = takeover_seconds
+        self._clock = clock
         self._viewers: set[str] = set()
+        self._addresses: dict[str, str] = {}  # sid -> client address
+
+    def bind(self, sid: str, address: str | None) -> None:
+        if address:
+            self._addresses[sid] = address
 
     def token_for(self, session_id: str) -> str:
         digest = hmac.new(self._secret, session_id.encode(), hashlib.sha256).digest()
@@ -41,6 +52,7 @@ class PublishRights:
 
     def forget(self, sid: str) -> None:
         self._viewers.discard(sid)
+        self._addresses.pop(sid, None)
 
     def check(self, session: Session, sid: str, token: object | None) -> None:
         """Raise NotPublisher unless ``sid`` may publish into ``session`` now.
@@ -59,3 +71,20 @@ class PublishRights:
             raise NotPublisher("a connection that joined as a viewer cannot publish")
         if session.publisher_sid is not None:
             raise NotPublisher("another connection is publishing this session; send its publish_token to take over")
+        # The returning monitor wins: without a token, a session is taken up again only from
+        # the address its last publisher used, unless it has been silent for takeover_seconds
+        # (a monitor whose address changed comes back then). A viewer elsewhere with the
+        # dashboard URL cannot take over a session whose monitor dropped for a moment.
+        origin = session.publisher_address
+        silent = self._clock() - session.last_publish_monotonic
+        if origin is not None and self._addresses.get(sid) != origin and silent < self.takeover_seconds:
+            raise NotPublisher(
+                f"this session's monitor publishes from another address; without its publish_token it can "
+                f"be taken over only after {self.takeover_seconds:g} s without data"
+            )
+
+    def claimed(self, session: Session, sid: str) -> None:
+        """``sid`` now publishes ``session``: its address is the one a tokenless return must come from."""
+        address = self._addresses.get(sid)
+        if address is not None:
+            session.publisher_address = address

@@ -127,6 +127,7 @@ class Session:
     setup: Frame | None = None
     telemetry: Frame | None = None
     publisher_sid: str | None = None
+    publisher_address: str | None = None  # where its publisher connected from (racedash.rights)
     viewer_sids: set[str] = field(default_factory=set)
     recent: deque[Frame] = field(default_factory=lambda: deque(maxlen=1200))
     last_publish_monotonic: float = field(default_factory=time.monotonic)

@@ -469,3 +469,40 @@ async def test_an_oversized_polling_post_gets_413_not_a_hang(server):
         assert (await http.fetch(f"{server.url}/healthz", request_timeout=5)).code == 200
     finally:
         http.close()
+
+
+# -- compat mode: the returning monitor wins -------------------------------------------------------
+
+async def connect_from(server, clients, address: str) -> Client:
+    """A client seen as coming from ``address`` (the server trusts proxy headers in these tests)."""
+    client = Client(server.url)
+    clients.append(client)
+    await client.sio.connect(server.url, transports=["websocket"], wait_timeout=5, headers={"X-Real-IP": address})
+    return client
+
+
+@pytest.mark.parametrize("settings_changes", [{"trust_proxy_headers": True, "compat_takeover_seconds": 1.0}])
+async def test_a_viewer_elsewhere_cannot_take_over_a_dropped_monitors_session(server_with, clients):
+    server = server_with
+    monitor = await connect_from(server, clients, "203.0.113.10")
+    session_id = (await monitor.call("request_session_id", {}))["session_id"]
+    assert (await monitor.call("telemetry_update", telemetry(session_id)))["ok"]
+    await monitor.close()  # the monitor's network drops
+    clients.remove(monitor)
+    await wait_until(lambda: server.app.registry.get(session_id).publisher_sid is None)
+
+    # Someone with the dashboard URL, from elsewhere, publishes fake data: refused...
+    intruder = await connect_from(server, clients, "198.51.100.7")
+    refused = await intruder.call("telemetry_update", telemetry(session_id))
+    assert refused["ok"] is False and refused["error"] == "not_publisher"
+    # ...and the real monitor, back from its address without a token, carries on.
+    back = await connect_from(server, clients, "203.0.113.10")
+    assert (await back.call("telemetry_update", telemetry(session_id)))["ok"]
+    assert (await intruder.call("telemetry_update", telemetry(session_id)))["error"] == "not_publisher"
+
+    # A monitor whose address changed gets its session back once it has been silent a while.
+    await back.close()
+    clients.remove(back)
+    await asyncio.sleep(1.1)
+    moved = await connect_from(server, clients, "192.0.2.44")
+    assert (await moved.call("telemetry_update", telemetry(session_id)))["ok"]
