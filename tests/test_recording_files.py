@@ -164,3 +164,24 @@ async def test_writer_continues_a_recording_it_did_not_start(tmp_path):
     assert recorded_seqs(path) == [1, 2]
     summary = load_summary(path)
     assert summary.frames == 2 and summary.created == 5.0 and summary.good_size == path.stat().st_size
+
+
+def test_tail_events_reads_past_a_line_of_many_chunks(tmp_path):
+    """A frame far longer than the read chunk (an 8 MB one here) is read in one linear pass."""
+    from racedash.recording.reader import CHUNK
+
+    session_id = str(uuid.uuid4())
+    path = tmp_path / f"{session_id}.jsonl"
+    with open(path, "wb") as f:
+        f.write(encode_header(Header(session_id=session_id, created=1.0, racedash_version="t")))
+        f.write(encode_event(1.0, 1, "telemetry", {"telemetry": {"lap": 1}}))
+        f.write(encode_event(2.0, 2, "telemetry", {"telemetry": {"lap": 2, "pad": "x" * (128 * CHUNK)}}))
+        f.write(encode_event(3.0, 3, "telemetry", {"telemetry": {"lap": 3}}))
+        f.write(b'{"t": 4.0, "seq": 4, "kind": "telemetry", "data": {"pad": "' + b"y" * (3 * CHUNK))  # torn
+    with open(path, "rb") as f:
+        end = good_end(f)
+        f.seek(0)
+        header_end = len(f.readline())
+        tail = tail_events(f, end, 10, floor=header_end)
+    assert [e.seq for e in tail] == [1, 2, 3]
+    assert len(tail[1].data["telemetry"]["pad"]) == 128 * CHUNK
