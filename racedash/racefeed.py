@@ -22,6 +22,7 @@ from racedash.broadcast import Broadcaster
 from racedash.config import Settings
 from racedash.race import RaceModel, RaceOptions, events_after, tables_until
 from racedash.race.alerts import AlertOptions
+from racedash.recording.format import RecordingFormatError
 from racedash.recording.race import build_model
 from racedash.sessions import Frame, Session
 
@@ -72,8 +73,9 @@ class RaceFeed:
             model, _, _ = await asyncio.to_thread(build_model, path, self.options)
         except FileNotFoundError:
             return
-        except Exception:  # noqa: BLE001 - a recording we cannot read must not stop the session
-            log.exception("race model of session %s could not be rebuilt; it starts afresh", session_id[:8])
+        except (OSError, RecordingFormatError) as exc:
+            log.warning("race model of session %s… could not be rebuilt (%s); it starts afresh",
+                        session_id[:8], getattr(exc, "strerror", None) or exc)
             return
         self._models[session_id] = model
 

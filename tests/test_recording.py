@@ -331,3 +331,19 @@ async def test_recordings_api_is_team_only(server, clients, settings):
         status, _, body = await fetch(server.url + path, token="not-the-team-token")
         assert status == 401, path
         assert (await api(server, path))[0] == 200, path
+
+
+async def test_a_recording_that_cannot_be_resumed_never_repeats_a_seq(server, clients, settings):
+    """Its header unreadable: the session goes on live, numbered above anything the file held."""
+    session_id = str(uuid.uuid4())
+    settings.recordings_dir.mkdir(parents=True, exist_ok=True)
+    path = recording(settings, session_id)
+    path.write_bytes(b"not a racedash header\n" + b'{"t": 1.0, "seq": 5, "kind": "telemetry", "data": {}}\n')
+    monitor = await connect(server.url, clients)
+    ack = await monitor.call("telemetry_update", telemetry(session_id, lap=1))
+    assert ack["ok"] and ack["seq"] > 10**12
+    second = await monitor.call("telemetry_update", telemetry(session_id, lap=2))
+    assert second["seq"] == ack["seq"] + 1
+    # The unreadable file is set aside; the new recording holds only the new frames.
+    await wait_until(lambda: recorded_seqs(path) == [ack["seq"], second["seq"]])
+    assert list(path.parent.glob(f"{session_id}.jsonl.corrupt-*"))

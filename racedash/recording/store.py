@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +33,16 @@ log = logging.getLogger(__name__)
 CRASH_SEQ_GAP = 1_000_000
 
 SUFFIX = ".jsonl"
+
+
+def seq_from_clock() -> int:
+    """A seq above any a session can have reached: milliseconds since the epoch.
+
+    At the rate limits a session would need decades of frames to count that
+    high, and the clock only moves on, so a session whose recording could not
+    be read never reuses a seq already in its file.
+    """
+    return int(time.time() * 1000)
 
 # A range longer than this many bytes per wanted point is sampled, not read whole.
 SAMPLE_BYTES_PER_POINT = 4096
@@ -110,9 +121,12 @@ class RecordingStore:
         try:
             return await asyncio.to_thread(self._restore_state, path, recent)
         except (RecordingFormatError, OSError) as exc:
-            # The session goes on live; its writer will set the bad file aside.
-            log.error("recording %s cannot be resumed: %s", shown(path), getattr(exc, "strerror", None) or exc)
-            return None
+            # The session goes on live (its writer sets a bad file aside, or retries a failing
+            # disk). Its frames may still be appended to this file: number them from the clock,
+            # above any seq the file can hold, so that no seq ever repeats inside it.
+            log.error("recording %s cannot be resumed: %s; its frames are numbered from the clock",
+                      shown(path), getattr(exc, "strerror", None) or exc)
+            return RestoredState(next_seq=seq_from_clock(), setups=[], telemetry=None, recent=[], created=time.time())
 
     def _restore_state(self, path: Path, recent: int) -> RestoredState | None:
         if not is_regular(path):
