@@ -23,6 +23,7 @@ from racedash.recording.race import load_tables
 from racedash.replay.player import RaceTables
 from racedash.simulator.model import SETUP, Publication, StintConfig, run_stint
 from tests.helpers import Client, wait_until
+from tests.race_harness import Stream, check_against_truth
 from tests.replay_helpers import connect, write_recording
 
 # The recording's receive clock runs this much faster than the simulated one, so that
@@ -42,6 +43,12 @@ def settings(settings: Settings) -> Settings:
 def simulated_stint() -> list[Publication]:
     _sim, published = run_stint(StintConfig(seed=7, laps=10), dt=2.0)
     return published
+
+
+def stream_messages(published: list[Publication]) -> list[tuple[str, dict]]:
+    """The stint as (event, payload) pairs, as tests/race_harness.py checks them."""
+    return [("setup_data", p.payload) if p.kind == SETUP else ("telemetry_update", {"telemetry": p.payload})
+            for p in published]
 
 
 def wire_payload(session_id: str, publication: Publication) -> dict:
@@ -142,6 +149,9 @@ async def test_a_replay_tells_the_race_events_as_playback_passes_them(server, cl
 
     told = race_events(viewer.log)
     assert told == expected_events(full, replay_id)
+    # And those are the simulator's truth (laps within 0.05 s, every stop, driver and setup change).
+    sim, _ = run_stint(StintConfig(seed=7, laps=10), dt=2.0)
+    check_against_truth(Stream(sim, stream_messages(simulated_stint())), full)
     laps = [data["lap"] for name, data in told if name == "lap_completed"]
     assert laps == full["laps"]  # every lap, its number and time, in order, once
     assert [lap["lap"] for lap in laps] == list(range(1, 10))
