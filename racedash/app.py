@@ -313,6 +313,7 @@ def _writer_options(settings: Settings) -> WriterOptions:
         retry_seconds=settings.recording_retry_seconds,
         max_pending_bytes=int(settings.recording_max_pending_mb * 1024 * 1024),
         summary_seconds=settings.recording_summary_seconds,
+        spill_dir=settings.state_dir / "unwritten",
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import errno
 import os
 import threading
+import time
 import uuid
 from collections import Counter
 
@@ -214,3 +215,78 @@ async def test_a_close_that_times_out_on_a_hung_disk_still_closes_the_file(path,
         released.set()
     monkeypatch.undo()
     assert recorded_seqs(path) == [1]
+
+
+async def test_frames_a_failing_disk_will_not_take_are_saved_elsewhere_on_close(path, tmp_path, monkeypatch):
+    spill = tmp_path / "state" / "unwritten"
+    writer = RecordingWriter(path, "abcd", WriterOptions(flush_seconds=0, retry_seconds=0.02, spill_dir=spill))
+    append(writer, 1)
+    assert await writer.flush()
+
+    def full_disk(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    append(writer, 2, 3)
+    await writer.close()  # a clean stop while the disk is full
+    monkeypatch.undo()
+    assert recorded_seqs(path) == [1]
+    [saved] = spill.glob("abcd-*.jsonl")
+    assert [decode_event(raw + b"\n").seq for raw in saved.read_bytes().splitlines()] == [2, 3]
+
+
+async def test_a_close_on_a_hung_disk_saves_its_frames_elsewhere(path, tmp_path, monkeypatch):
+    spill = tmp_path / "unwritten"
+    writer = RecordingWriter(path, "efgh", WriterOptions(flush_seconds=0, close_timeout=0.2, spill_dir=spill))
+    append(writer, 1)
+    assert await writer.flush()
+    hung, released = threading.Event(), threading.Event()
+
+    def hanging_write(fd, data):
+        hung.set()
+        released.wait(10)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "write", hanging_write)
+    try:
+        append(writer, 2)
+        await wait_until(hung.is_set)
+        await writer.close()
+    finally:
+        released.set()
+    monkeypatch.undo()
+    [saved] = spill.glob("efgh-*.jsonl")
+    assert decode_event(saved.read_bytes()).seq == 2
+
+
+async def test_a_frozen_disk_is_reported(server, clients, monkeypatch):
+    """A write that never returns (an NFS mount gone away): /healthz says so while it lasts."""
+    from tests.helpers import Client
+
+    hung, released = threading.Event(), threading.Event()
+
+    def hanging_write(fd, data):
+        hung.set()
+        released.wait(10)
+        return real_write(fd, data)
+
+    monitor = Client(server.url)
+    clients.append(monitor)
+    await monitor.connect()
+    session_id = (await monitor.call("request_session_id", {}))["session_id"]
+    await monitor.call("telemetry_update", {"session_id": session_id, "telemetry": {"lap": 1}})
+    assert await server.app.recorder.flush(session_id)
+    monkeypatch.setattr(os, "write", hanging_write)
+    try:
+        await monitor.call("telemetry_update", {"session_id": session_id, "telemetry": {"lap": 2}})
+        await wait_until(hung.is_set)
+        recorder = server.app.recorder
+        recorder.check_stalls(time.monotonic() + 60)  # as the watch would see it a minute on
+        assert any("has not completed a write" in p for p in server.app.status.snapshot()["problems"])
+        assert server.app.status.snapshot()["status"] == "degraded"
+    finally:
+        released.set()
+    monkeypatch.undo()
+    assert await server.app.recorder.flush(session_id)
+    server.app.recorder.check_stalls(time.monotonic())
+    assert server.app.status.snapshot()["problems"] == []

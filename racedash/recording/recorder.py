@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import MutableMapping
 
@@ -31,6 +32,8 @@ from racedash.sessions import Frame, RestoredState
 log = logging.getLogger(__name__)
 
 DIRECTORY_PROBLEM = "recordings:directory"
+STALL_PROBLEM = "recordings:stalled"
+STALL_SECONDS = 10.0  # a write (with its fsync) that has not returned by then: the disk is frozen
 
 
 class Recorder:
@@ -58,11 +61,32 @@ class Recorder:
         return self.store.directory
 
     async def watch_directory(self, interval: float) -> None:
-        """Notice a deleted recordings directory even while nothing is being written."""
+        """Notice a deleted recordings directory even while nothing is being written, and a frozen disk."""
         self.started = True
         while True:
             await asyncio.sleep(interval)
-            await asyncio.to_thread(self.check_directory)
+            self.check_stalls(time.monotonic())
+            # Bounded: on a frozen disk even this may hang; the stall is reported meanwhile.
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.check_directory), interval * 5)
+            except asyncio.TimeoutError:
+                pass
+
+    def check_stalls(self, now: float, stall_seconds: float = STALL_SECONDS) -> None:
+        """Report writes that have not returned for ``stall_seconds`` (a frozen or hung disk)."""
+        waiting = [now - w.commit_started for w in self._writers.values() if w.commit_started is not None]
+        stalled = [age for age in waiting if age >= stall_seconds]
+        if stalled:
+            if STALL_PROBLEM not in self.problems:
+                log.error("the recordings disk has not completed a write for %.0f s (%d recording(s) waiting)",
+                          max(stalled), len(stalled))
+            self.problems[STALL_PROBLEM] = (
+                f"the recordings disk has not completed a write for {max(stalled):.0f} s ({len(stalled)} recording(s) "
+                "waiting); live broadcasting continues"
+            )
+        elif STALL_PROBLEM in self.problems:
+            log.info("the recordings disk answers again")
+            del self.problems[STALL_PROBLEM]
 
     def check_directory(self) -> None:
         """Create the recordings dir (at start-up, and again if it disappears); a failure is reported, not fatal."""

@@ -80,6 +80,9 @@ class WriterOptions:
     max_pending_bytes: int = 64 * 1024 * 1024
     summary_seconds: float = 10.0
     close_timeout: float = 10.0
+    # Where frames the recordings disk would not take are saved when a recording closes
+    # (a clean stop on a failing disk), rather than dropped. None: they are dropped, and logged.
+    spill_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.fsync not in FSYNC_POLICIES:
@@ -296,6 +299,8 @@ class RecordingWriter:
         self.summary: Summary | None = None
         self.dropped = 0
         self.lost_frames = 0  # frames recorded into a file deleted or replaced under this writer
+        self._spilled = False
+        self.commit_started: float | None = None
         self._loss_reported = False
         self._on_problem = on_problem
         self._after = after
@@ -370,6 +375,7 @@ class RecordingWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             log.error("recording %s: close timed out with %d frame(s) not written", shown(self.path), len(self._pending))
+            await self._spill()
             await in_thread(self._file.close)
 
     # -- the writer task ---------------------------------------------------------
@@ -409,6 +415,7 @@ class RecordingWriter:
 
     async def _commit(self) -> bool:
         prepared: PreparedCommit | None = None
+        self.commit_started = time.monotonic()  # a commit that never returns is a frozen disk (Recorder.watch)
         try:
             if self._batcher is None or self.closing or not self._file.is_open:
                 # Opening (a recording starting, resuming or retrying after an error) and closing
@@ -426,6 +433,7 @@ class RecordingWriter:
 
                 result = await self._batcher.commit(prepare)
         finally:
+            self.commit_started = None
             self._inflight = 0
         assert prepared is not None
         return await self._committed(result, prepared)
@@ -503,15 +511,33 @@ class RecordingWriter:
             self._on_problem(f"a recording cannot be written ({message}); retrying, live broadcasting continues")
         self._failing = True
 
+    async def _spill(self) -> None:
+        """Save the frames still queued elsewhere (the state directory) instead of dropping them."""
+        if not self._pending or self.options.spill_dir is None:
+            return
+        lines = b"".join(line for line, _ in self._pending)
+        target = self.options.spill_dir / f"{self.session_id}-{int(time.time())}.jsonl"
+        try:
+            await asyncio.wait_for(asyncio.to_thread(_write_new_file, target, lines), 5.0)
+        except (OSError, asyncio.TimeoutError) as exc:
+            log.error("recording %s: %d frame(s) could not be saved elsewhere either (%s)", shown(self.path),
+                      len(self._pending), getattr(exc, "strerror", None) or type(exc).__name__)
+            return
+        log.error("recording %s: %d frame(s) the disk did not take are saved in %s/%s; append them to the "
+                  "recording to recover them", shown(self.path), len(self._pending), target.parent, shown(target))
+        self._pending.clear()
+        self._spilled = True  # the file lacks those seqs: a resume must skip past them
+
     async def _finish(self) -> None:
         if self._pending:
             log.error("recording %s closed with %d frame(s) not written (disk failing)", shown(self.path), len(self._pending))
+            await self._spill()
         if self._file.is_open:
             final: Summary | None = None
             if self.summary is not None:
                 final = self.summary.copy()
                 final.ended = self._end_session
-                final.closed_cleanly = not self._pending
+                final.closed_cleanly = not self._pending and not self._spilled
             fsync = self.options.fsync != "none" and self._dirty_since_fsync
             await in_thread(self._file.finish, fsync, final.to_sidecar() if final is not None else None)
             if final is not None:
@@ -528,3 +554,12 @@ def account(summary: Summary, batch: list[tuple[bytes, FrameFacts]]) -> None:
         summary.observe(facts, offset)
         offset += len(line)
     summary.good_size = summary.file_size = offset
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
