@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import threading
@@ -50,6 +51,26 @@ def count_hops(monkeypatch) -> Counter[str]:
 
     monkeypatch.setattr(loop, "run_in_executor", counting)
     return counted
+
+
+@contextlib.contextmanager
+def hanging_writes(monkeypatch, then_write: bool = False):
+    """Writes block (a hung disk) until the block ends; then they fail with EIO, or go through."""
+    hung, released = threading.Event(), threading.Event()
+
+    def hanging_write(fd, data):
+        hung.set()
+        released.wait(10)
+        if then_write:
+            return real_write(fd, data)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "write", hanging_write)
+    try:
+        yield hung
+    finally:
+        released.set()
+        monkeypatch.undo()
 
 
 @pytest.fixture
@@ -197,23 +218,11 @@ async def test_a_close_that_times_out_on_a_hung_disk_still_closes_the_file(path,
     writer = RecordingWriter(path, "s", WriterOptions(flush_seconds=0, close_timeout=0.2))
     append(writer, 1)
     assert await writer.flush()
-    hung = threading.Event()
-    released = threading.Event()
-
-    def hanging_write(fd, data):
-        hung.set()
-        released.wait(10)
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(os, "write", hanging_write)
-    try:
+    with hanging_writes(monkeypatch) as hung:
         append(writer, 2)
         await wait_until(hung.is_set)
         await writer.close()  # gives up waiting for the commit and closes the file from another thread
         assert writer.done and not writer._file.is_open
-    finally:
-        released.set()
-    monkeypatch.undo()
     assert recorded_seqs(path) == [1]
 
 
@@ -240,21 +249,10 @@ async def test_a_close_on_a_hung_disk_saves_its_frames_elsewhere(path, tmp_path,
     writer = RecordingWriter(path, "efgh", WriterOptions(flush_seconds=0, close_timeout=0.2, spill_dir=spill))
     append(writer, 1)
     assert await writer.flush()
-    hung, released = threading.Event(), threading.Event()
-
-    def hanging_write(fd, data):
-        hung.set()
-        released.wait(10)
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(os, "write", hanging_write)
-    try:
+    with hanging_writes(monkeypatch) as hung:
         append(writer, 2)
         await wait_until(hung.is_set)
         await writer.close()
-    finally:
-        released.set()
-    monkeypatch.undo()
     [saved] = spill.glob("efgh-*.jsonl")
     assert decode_event(saved.read_bytes()).seq == 2
 
@@ -263,30 +261,19 @@ async def test_a_frozen_disk_is_reported(server, clients, monkeypatch):
     """A write that never returns (an NFS mount gone away): /healthz says so while it lasts."""
     from tests.helpers import Client
 
-    hung, released = threading.Event(), threading.Event()
-
-    def hanging_write(fd, data):
-        hung.set()
-        released.wait(10)
-        return real_write(fd, data)
-
     monitor = Client(server.url)
     clients.append(monitor)
     await monitor.connect()
     session_id = (await monitor.call("request_session_id", {}))["session_id"]
     await monitor.call("telemetry_update", {"session_id": session_id, "telemetry": {"lap": 1}})
     assert await server.app.recorder.flush(session_id)
-    monkeypatch.setattr(os, "write", hanging_write)
-    try:
+    with hanging_writes(monkeypatch, then_write=True) as hung:
         await monitor.call("telemetry_update", {"session_id": session_id, "telemetry": {"lap": 2}})
         await wait_until(hung.is_set)
         recorder = server.app.recorder
         recorder.check_stalls(time.monotonic() + 60)  # as the watch would see it a minute on
         assert any("has not completed a write" in p for p in server.app.status.snapshot()["problems"])
         assert server.app.status.snapshot()["status"] == "degraded"
-    finally:
-        released.set()
-    monkeypatch.undo()
     assert await server.app.recorder.flush(session_id)
     server.app.recorder.check_stalls(time.monotonic())
     assert server.app.status.snapshot()["problems"] == []
