@@ -314,6 +314,7 @@ def _writer_options(settings: Settings) -> WriterOptions:
         max_pending_bytes=int(settings.recording_max_pending_mb * 1024 * 1024),
         summary_seconds=settings.recording_summary_seconds,
         spill_dir=settings.state_dir / "unwritten",
+        idle_close_seconds=settings.recording_idle_close_seconds,
     )
 
 

@@ -51,6 +51,9 @@ class Settings:
     recording_max_pending_mb: float = _setting(
         64.0, "frames queued per recording while its disk fails; beyond this the oldest are dropped"
     )
+    recording_idle_close_seconds: float = _setting(
+        30.0, "a recording with no frame this long closes its file (reopened by the next frame): quiet sessions hold no descriptor"
+    )
     recording_summary_seconds: float = _setting(
         10.0, "how often a live recording's summary sidecar is refreshed (it is also written on close)"
     )

@@ -277,3 +277,26 @@ async def test_a_frozen_disk_is_reported(server, clients, monkeypatch):
     assert await server.app.recorder.flush(session_id)
     server.app.recorder.check_stalls(time.monotonic())
     assert server.app.status.snapshot()["problems"] == []
+
+
+async def test_a_quiet_recording_gives_its_descriptor_back_and_reopens(server, clients):
+    from tests.helpers import Client
+
+    monitor = Client(server.url)
+    clients.append(monitor)
+    await monitor.connect()
+    session_id = (await monitor.call("request_session_id", {}))["session_id"]
+    for lap in (1, 2):
+        await monitor.call("telemetry_update", {"session_id": session_id, "telemetry": {"lap": lap}})
+    recorder = server.app.recorder
+    assert await recorder.flush(session_id)
+    writer = recorder._writers[session_id]
+    assert writer.is_file_open
+    recorder.close_idle_files(time.monotonic() + recorder.options.idle_close_seconds)
+    await wait_until(lambda: not writer.is_file_open)
+    assert recorder.is_live(session_id)  # the recording goes on; only the descriptor is given back
+    await monitor.call("telemetry_update", {"session_id": session_id, "telemetry": {"lap": 3}})
+    assert await recorder.flush(session_id)
+    assert writer.is_file_open
+    path = server.settings.recordings_dir / f"{session_id}.jsonl"
+    assert recorded_seqs(path) == [1, 2, 3]

@@ -66,11 +66,21 @@ class Recorder:
         while True:
             await asyncio.sleep(interval)
             self.check_stalls(time.monotonic())
+            self.close_idle_files(time.monotonic())
             # Bounded: on a frozen disk even this may hang; the stall is reported meanwhile.
             try:
                 await asyncio.wait_for(asyncio.to_thread(self.check_directory), interval * 5)
             except asyncio.TimeoutError:
                 pass
+
+    def close_idle_files(self, now: float) -> None:
+        """Recordings with no frame for ``idle_close_seconds`` give their descriptor back."""
+        idle = self.options.idle_close_seconds
+        if idle <= 0:
+            return
+        for writer in self._writers.values():
+            if writer.is_file_open and now - writer.last_activity >= idle:
+                writer.close_if_idle()
 
     def check_stalls(self, now: float, stall_seconds: float = STALL_SECONDS) -> None:
         """Report writes that have not returned for ``stall_seconds`` (a frozen or hung disk)."""

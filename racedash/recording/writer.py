@@ -83,6 +83,7 @@ class WriterOptions:
     # Where frames the recordings disk would not take are saved when a recording closes
     # (a clean stop on a failing disk), rather than dropped. None: they are dropped, and logged.
     spill_dir: Path | None = None
+    idle_close_seconds: float = 30.0  # a recording with no frame this long closes its file until the next one
 
     def __post_init__(self) -> None:
         if self.fsync not in FSYNC_POLICIES:
@@ -301,6 +302,8 @@ class RecordingWriter:
         self.lost_frames = 0  # frames recorded into a file deleted or replaced under this writer
         self._spilled = False
         self.commit_started: float | None = None
+        self.last_activity = time.monotonic()
+        self._idle_close = False
         self._loss_reported = False
         self._on_problem = on_problem
         self._after = after
@@ -324,6 +327,7 @@ class RecordingWriter:
 
     # -- called from handlers (synchronous, never touches the disk) ------------
     def append(self, line: bytes, facts: FrameFacts) -> None:
+        self.last_activity = time.monotonic()
         self._pending.append((line, facts))
         self._pending_bytes += len(line)
         self._queued += 1
@@ -385,6 +389,10 @@ class RecordingWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._idle_close:
+                self._idle_close = False
+                if not self._pending and not self.closing and self._file.is_open:
+                    await self._close_idle_file()
             if self._pending:
                 if not await self._commit():
                     # Keep the lines and try again after a pause (or at once when closing).
@@ -404,6 +412,25 @@ class RecordingWriter:
                 if self._pending or self.closing:
                     self._wake.set()
         await self._finish()
+
+    @property
+    def is_file_open(self) -> bool:
+        return self._file.is_open
+
+    def close_if_idle(self) -> None:
+        """Close the file (not the writer) at its next turn if nothing is queued: the next frame reopens it.
+
+        A session silent for a while holds no descriptor: thousands of quiet
+        sessions cannot use up the process's files.
+        """
+        self._idle_close = True
+        self._wake.set()
+
+    async def _close_idle_file(self) -> None:
+        fsync = self.options.fsync != "none" and self._dirty_since_fsync
+        await in_thread(self._file.finish, fsync, self.summary.to_sidecar() if self.summary is not None else None)
+        self._dirty_since_fsync = False
+        self._last_sidecar = time.monotonic()
 
     async def _pause(self, seconds: float) -> None:
         if seconds <= 0 or self.closing:
