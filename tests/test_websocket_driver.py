@@ -259,7 +259,13 @@ async def test_idle_connections_keep_no_task_or_timer_of_their_own(server_with, 
         sockets += [await open_raw(http, server) for _ in range(n)]
         readers = [asyncio.ensure_future(answer_pings(ws)) for ws in sockets]
         await asyncio.sleep(0.7)  # a few heartbeat rounds
-        tasks, timers = _waiting_objects()
+        # What connections *keep*: the fewest over a few looks, so that a packet being handled
+        # at one moment (its short-lived task, on a loaded machine) is not counted as kept.
+        looks = []
+        for _ in range(6):
+            looks.append(_waiting_objects())
+            await asyncio.sleep(0.05)
+        tasks, timers = min(t for t, _ in looks), min(t for _, t in looks)
         assert len(eio.sockets) == n + 1, "a connection answering its pings was dropped"
         for ws in sockets:
             await ws.close()
