@@ -156,7 +156,9 @@ async def test_a_replay_tells_the_race_events_as_playback_passes_them(server, cl
     assert laps == full["laps"]  # every lap, its number and time, in order, once
     assert [lap["lap"] for lap in laps] == list(range(1, 10))
     [stop] = [data for name, data in told if name == "pit_stop"]
+    stints = stop.pop("stints")  # the stint table as it stood then: laps 1-8 (stint 1)
     assert stop == {"session_id": replay_id, **full["pit_stops"][0], "amended_laps": [full["laps"][7]]}
+    assert [s["stint"] for s in stints] == [1] and stints[0]["last_lap"] == 8
     assert full["laps"][7]["lap"] == 8 and full["laps"][7]["in_lap"]  # the simulated car pitted at the end of lap 8
     assert [data for name, data in told if name == "setup_change"] == [
         {"session_id": replay_id, **c} for c in full["setup_changes"]

@@ -355,7 +355,7 @@ class RaceModel:
         }
         row["clean"] = not (row["incomplete"] or row["in_lap"] or row["out_lap"] or row["pit_lap"]) and row["time"] is not None
         self.laps.append(row)
-        return {"event": LAP_COMPLETED, "seq": cur.seq, "t": cur.t, "lap": row}
+        return {"event": LAP_COMPLETED, "seq": cur.seq, "t": cur.t, "lap": row, "stints": self.stints()}
 
     def _complete_unseen(self, number: int, cur: _Sample) -> dict[str, Any]:
         """A lap driven entirely inside a data gap: listed so the table has no hole."""
@@ -367,7 +367,7 @@ class RaceModel:
             "brake_temp_avg": {}, "brake_temp_max": {}, "start_t": None, "end_t": None, "seq": cur.seq,
         }
         self.laps.append(row)
-        return {"event": LAP_COMPLETED, "seq": cur.seq, "t": cur.t, "lap": row}
+        return {"event": LAP_COMPLETED, "seq": cur.seq, "t": cur.t, "lap": row, "stints": self.stints()}
 
     def _accumulate(self, lap: _Lap, prev: _Sample | None, cur: _Sample) -> None:
         if not cur.on_lap:
@@ -467,7 +467,7 @@ class RaceModel:
         self.pit_stops.append(record)
         self._stint += 1
         self._alerts.new_stint()
-        return [{"event": PIT_STOP, **record, "amended_laps": amended}]
+        return [{"event": PIT_STOP, **record, "amended_laps": amended, "stints": self.stints()}]
 
     # -- what is derived ---------------------------------------------------------------
     def _clean_aggregates(self) -> tuple[float | None, float | None, int]:
@@ -586,10 +586,11 @@ def events_after(tables: dict[str, Any], after_seq: int, upto_seq: int,
     for event, table in named:
         for row in tables[table]:
             if after_seq < row["seq"] <= upto_seq:
+                laps = all_laps if all_laps is not None else tables["laps"]
                 if event == LAP_COMPLETED:
-                    body = {"seq": row["seq"], "t": row.get("end_t"), "lap": row}
+                    body = {"seq": row["seq"], "t": row.get("end_t"), "lap": row, "stints": _stints_at(laps, row["seq"])}
                 elif event == PIT_STOP:
-                    body = {**row, "amended_laps": _in_lap_of(all_laps if all_laps is not None else tables["laps"], row)}
+                    body = {**row, "amended_laps": _in_lap_of(laps, row), "stints": _stints_at(laps, row["seq"])}
                 else:
                     body = row
                 events.append({"event": event, **body})
@@ -607,3 +608,8 @@ def _in_lap_of(laps: list[dict[str, Any]], stop: dict[str, Any]) -> list[dict[st
 def frame_sample(seq: int, telemetry: dict[str, Any]) -> _Sample:
     """What the model reads of one telemetry frame (units converted, unknowns None)."""
     return _Sample(seq, monitor_time(telemetry.get("timestamp")), telemetry)
+
+
+def _stints_at(laps: list[dict[str, Any]], seq: int) -> list[dict[str, Any]]:
+    """The stint table as live told it with the event of frame ``seq``."""
+    return strategy_math.stints([lap for lap in laps if lap["seq"] <= seq])

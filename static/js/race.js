@@ -77,12 +77,14 @@ export class RaceTables {
     if (event === "lap_completed") {
       if (!isRow(data.lap)) return false;
       upsert(this.tables.laps, data.lap, KEYS.laps);
+      this._stints(data.stints);
     } else if (event === "pit_stop") {
       if (!isRow(data)) return false;
-      const { amended_laps: amended, session_id: _id, ...stop } = data;
+      const { amended_laps: amended, stints, session_id: _id, ...stop } = data;
       upsert(this.tables.pit_stops, stop, KEYS.pit_stops);
       // The stop showed that an earlier lap was the in-lap: its flags changed.
       for (const lap of rows(amended)) upsert(this.tables.laps, lap, KEYS.laps);
+      this._stints(stints);
     } else if (event === "driver_change" || event === "setup_change" || event === "alert") {
       if (!isRow(data)) return false;
       const { session_id: _id, ...row } = data;
@@ -93,6 +95,11 @@ export class RaceTables {
     }
     if (isNum(data.seq) && (this.seq === null || data.seq > this.seq)) this.seq = data.seq;
     return true;
+  }
+
+  // Lap and pit-stop events carry the stint table as it stands (the server's, not worked out here).
+  _stints(stints) {
+    if (Array.isArray(stints)) this.tables.stints = stints.filter((s) => s && typeof s === "object");
   }
 
   // telemetry_update's `race` object: the strategy and car state as of that frame.
