@@ -40,10 +40,12 @@ function markerLine(position) {
 
 function axes({ yValues = null, ySize = 56, xIncrs = null } = {}) {
   const common = { stroke: INK, grid: { stroke: GRID, width: 1 }, ticks: { stroke: GRID }, font: "12px system-ui" };
+  // `space`: the least room between ticks, in CSS pixels; wide enough for a clock time (x) and a
+  // lap time (y) so that labels never overlap on a phone-wide chart.
   return [
-    { ...common, ...(xIncrs ? { incrs: xIncrs } : {}) },
+    { ...common, space: 70, ...(xIncrs ? { incrs: xIncrs } : {}) },
     // The figure's caption names the chart and its unit; no rotated axis label to clip.
-    { ...common, size: ySize, ...(yValues ? { values: yValues } : {}) },
+    { ...common, space: 28, size: ySize, ...(yValues ? { values: yValues } : {}) },
   ];
 }
 

@@ -13,10 +13,14 @@ import {
 } from "./format.js";
 import { RACE_EVENTS, RaceTables, bestLapTime, carStateBadge, isLowFuel, lapStarts, lapsUntil, lastLapTime } from "./race.js";
 import { FrameStore } from "./store.js";
-import { diffSetups, garageValues, setupSheet } from "./setup.js";
+import { cornerOf, diffSetups, garageValues, settingLabel, setupSheet } from "./setup.js";
 import { connectionStatus } from "./connection.js";
 import { Charts } from "./charts.js";
 import { Transport } from "./transport.js";
+import { LapTable, renderStintTable } from "./laptable.js";
+import { feedEntries, renderFeed } from "./eventfeed.js";
+import { bindShortcuts, fillHelp } from "./keys.js";
+import { applyTheme, currentTheme, loadUnits, saveUnits, setTheme } from "./prefs.js";
 
 const root = document.getElementById("dashboard");
 const sessionId = root.dataset.sessionId;
@@ -28,6 +32,24 @@ const fields = {};
 for (const el of root.querySelectorAll("[data-field]")) fields[el.dataset.field] = el;
 const $ = (id) => document.getElementById(id);
 
+// What a screen reader says for each value field, and for its window state (the colour's words;
+// the page also shows ▼ ● ▲ beside coloured values, app.css).
+const FIELD_LABELS = {
+  driver: "Driver", car: "Car", track: "Track", session_type: "Session", position: "Position", lap: "Lap",
+  current_lap: "Current lap time", last_lap: "Last lap time", best_lap: "Best lap time", fuel: "Fuel",
+  fuel_pct: "Fuel, percent of the tank", fuel_per_lap: "Fuel per lap", fuel_laps_left: "Laps of fuel left",
+  fuel_time_left: "Time of fuel left", box_by_lap: "Box by lap", water_temp: "Water temperature",
+  track_temp: "Track temperature", ambient_temp: "Ambient temperature", speed: "Speed", gear: "Gear", rpm: "RPM",
+};
+const CORNER_LABELS = { temp: "tyre temperature", pressure: "tyre pressure", wear: "tyre wear left", brake: "brake temperature" };
+const STATE_WORDS = { cold: "below the window", ok: "in the window", hot: "above the window", warm: "getting low", unknown: "unknown" };
+
+function fieldLabel(name) {
+  if (FIELD_LABELS[name]) return FIELD_LABELS[name];
+  const m = /^(temp|pressure|wear|brake)_(fl|fr|rl|rr)$/.exec(name);
+  return m ? `${m[2].toUpperCase()} ${CORNER_LABELS[m[1]]}` : name;
+}
+
 function setField(name, text, state) {
   const el = fields[name];
   if (!el) return;
@@ -36,6 +58,8 @@ function setField(name, text, state) {
     el.classList.remove("unknown", "cold", "ok", "hot", "warm");
     el.classList.add(state);
   }
+  const label = `${fieldLabel(name)}: ${text || DASH}${state && state !== "unknown" ? `, ${STATE_WORDS[state]}` : ""}`;
+  if (el.getAttribute("aria-label") !== label) el.setAttribute("aria-label", label);
 }
 
 // ---- state ------------------------------------------------------------------
@@ -54,10 +78,12 @@ const state = {
   replayState: null,
   replayStateAt: 0,
   viewTime: null, // null: following live; else the time-shifted moment (epoch s)
+  unknownSession: false, // the join found no data at all: no monitor has published yet
 };
 const store = new FrameStore(config.history_frames || 20000);
 const race = new RaceTables();
 const charts = new Charts({ lapsEl: $("chart-laps"), fuelEl: $("chart-fuel"), tyresEl: $("chart-tyres") });
+const lapTable = new LapTable($("lap-table"));
 const transport = new Transport($("transport"), {
   onScrub: scrubbed,
   onPlayPause: () => {
@@ -105,6 +131,9 @@ function join(afterReset) {
       errorBox.textContent = `Could not join: ${err ? "no answer from the server" : (ack && ack.message) || "unknown error"}`;
     } else {
       errorBox.hidden = true;
+      // A session id nobody has published to (yet): say so rather than "waiting for data".
+      state.unknownSession = ack.replay !== true && ack.has_setup === false && ack.has_telemetry === false
+        && store.last === null;
       if (ack.replay === true) {
         becomeReplay();
         if (ack.state && typeof ack.state === "object") applyReplayState(ack.state);
@@ -142,6 +171,7 @@ function flushBuffer() {
 }
 
 function handle(kind, message) {
+  if (kind === "telemetry" || kind === "setup") state.unknownSession = false;
   if (kind === "telemetry") onTelemetry(message);
   else if (kind === "setup") onSetup(message);
   else if (kind === "history") onHistory(message);
@@ -223,6 +253,7 @@ function onRaceEvent(kind, message) {
 function dataChanged() {
   charts.update(store, race);
   renderTelemetry();
+  renderFeedCard();
   drawTimeline();
   refreshBadge();
 }
@@ -247,7 +278,10 @@ function renderTelemetry() {
   const frame = shownFrame();
   const shifted = frame && state.viewTime !== null && !state.replay;
   charts.setMarker(shifted ? { t: frame.t, lap: isNum(frame.telemetry.lap) ? frame.telemetry.lap : null } : null);
-  if (!frame) return;
+  if (!frame) {
+    renderTables(race.laps);
+    return;
+  }
   const tel = frame.telemetry;
   const then = raceAt(frame);
   setField("driver", fmtText(tel.player_name));
@@ -260,7 +294,9 @@ function renderTelemetry() {
   setField("last_lap", fmtLapTime(lastLapTime(then.laps)));
   setField("best_lap", fmtLapTime(bestLapTime(then.laps)));
   renderFuel(tel, then.summary);
+  renderStrategy(then.summary, frame === store.last);
   renderCarState(then.summary);
+  renderTables(then.laps);
   renderCorners(tel);
   const water = knownWaterTemp(tel.engine_water_temp);
   setField("water_temp", fmtTemp(tel.engine_water_temp, knownWaterTemp), classify(water, config.water_temp));
@@ -299,6 +335,104 @@ function renderFuel(tel, summary) {
   fill.classList.toggle("low", low);
   const bar = $("fuel-bar");
   bar.setAttribute("aria-valuenow", pct === null ? "" : String(Math.round(pct)));
+}
+
+// The rest of the server's strategy: the last lap to box by, what the figures rest on, and fuel to
+// the finish for a target the user types. The server works out fuel to add only for its own
+// configured target (strategy.fuel_to_target for target_laps): for any other target the page
+// says what it would take in words, and never multiplies the figures itself.
+function renderStrategy(summary, latest) {
+  const plan = summary || {};
+  setField("box_by_lap", isNum(plan.box_by_lap) ? `lap ${plan.box_by_lap}` : DASH);
+  const strategy = race.strategy;
+  // The count of clean laps comes only with race_tables (not with each frame): no count, so that
+  // a live page never shows an out-of-date one.
+  setField("strategy_basis", latest ? "Per lap and pace: the server's, from its recent clean laps." : "");
+  const typed = $("target-laps").value.trim();
+  const target = typed === "" ? null : Number(typed);
+  const result = $("target-result");
+  let text = "";
+  if (target !== null && Number.isInteger(target) && target >= 0) {
+    if (strategy.target_laps === target && isNum(strategy.fuel_to_target)) {
+      const need = strategy.fuel_to_target;
+      text = need >= 0 ? `Add ${fmtLitres(need)} for ${target} laps (the server's figure).`
+        : `${fmtLitres(-need)} to spare over ${target} laps (the server's figure).`;
+    } else if (isNum(plan.fuel_per_lap)) {
+      text = `Needs ${target} laps × ${fmtLitres(plan.fuel_per_lap, 2)} per lap, less the fuel on board `
+        + `(the server works out litres to add only for its own target${isNum(strategy.target_laps) ? ` of ${strategy.target_laps} laps` : ""}).`;
+    } else {
+      text = "The server has no fuel per lap yet: after the first full lap.";
+    }
+  }
+  if (result.textContent !== text) result.textContent = text;
+}
+$("target-laps").addEventListener("input", () => renderTelemetry());
+
+// ---- laps, stints and events: the server's race tables ------------------------------------
+// laps: the rows as of the shown moment (all of them unless time-shifted).
+function renderTables(laps) {
+  lapTable.render(laps);
+  renderStintTable($("stint-table").tBodies[0], race.stints, race.laps);
+}
+
+// The readable name of a setup key: the sheet's label (setup.js), from the setup shown if it has it.
+function setupKeyLabel(key) {
+  const entry = state.setup ? garageValues(state.setup.setup)[key] : undefined;
+  const corner = cornerOf(key);
+  return settingLabel(key, entry || {}) + (corner ? ` ${corner}` : "");
+}
+
+function renderFeedCard() {
+  const entries = feedEntries(race, setupKeyLabel);
+  state.feed = entries;
+  const canJump = (e) => eventPosition(e.row) !== null;
+  // Rebuilt only when it changed: frames come many times a second, and a button under the
+  // pointer must not be replaced between press and release.
+  const signature = `${fmtLitres(1)}|${entries.map((e) => `${e.kind}@${e.row.seq}:${e.details.length}:${canJump(e)}`).join(",")}`;
+  if (signature === state.feedShown) return;
+  state.feedShown = signature;
+  $("feed-empty").hidden = entries.length > 0;
+  renderFeed($("event-feed"), entries, { canJump, onJump: (e) => jumpToEvent(e.row) });
+}
+
+// Where a race event lies on the timeline, in the transport's seconds (null: not on it).
+// Replay: positions are seconds of the recording, events carry the monitor's clock (`t`); both
+// advance together, so the event lies as far into the replay's start of its lap as it lies after
+// the server's start of that lap (lapStarts). Without the server's lap start (lap 1), the lap's
+// start. Live: the timeline is the frames' monitor clock, like `t`.
+function eventPosition(row) {
+  if (!row || !isNum(row.lap)) return null;
+  if (state.replay) {
+    const rs = state.replayState;
+    const laps = rs && Array.isArray(rs.laps) ? rs.laps : [];
+    const start = laps.find((l) => l && l.lap === row.lap && isNum(l.t));
+    if (!start) return null;
+    const next = laps.find((l) => l && l.lap === row.lap + 1 && isNum(l.t));
+    const served = lapStarts(race.laps).find((l) => l.lap === row.lap);
+    if (!served || !isNum(row.t)) return start.t;
+    const end = next ? next.t : isNum(rs.duration) ? rs.duration : Infinity;
+    return Math.min(end, Math.max(start.t, start.t + (row.t - served.t)));
+  }
+  const first = store.frames[0];
+  const last = store.last;
+  if (!first || !last || !isNum(row.t) || row.t < first.t) return null;
+  return Math.min(row.t, last.t) - first.t;
+}
+
+function jumpToEvent(row) {
+  const position = eventPosition(row);
+  if (position === null) return;
+  if (state.replay) control({ action: "seek", time: position });
+  else scrubbed(position, true);
+}
+
+function eventMarkers() {
+  const out = [];
+  for (const entry of state.feed || []) {
+    const t = eventPosition(entry.row);
+    if (t !== null) out.push({ t, kind: entry.kind, label: `${entry.label}: ${entry.title}`, onJump: () => jumpToEvent(entry.row) });
+  }
+  return out;
 }
 
 // IN PIT / PIT LANE while the server's race model says the car is there; hidden otherwise.
@@ -500,6 +634,7 @@ function becomeReplay() {
   badge.className = "badge mode-replay";
   $("shift-badge").hidden = true;
   transport.setReplayControls(true);
+  $("keys-help-button").hidden = false;
 }
 
 function replayPosition() {
@@ -538,6 +673,7 @@ function drawTimeline() {
       playing: rs.status === "playing",
       speed: rs.speed,
     });
+    transport.drawEvents(eventMarkers(), duration);
     return;
   }
   const first = store.frames[0];
@@ -558,6 +694,7 @@ function drawTimeline() {
     shifted,
     live: true,
   });
+  transport.drawEvents(eventMarkers(), duration);
   const badge = $("shift-badge");
   badge.hidden = !shifted;
   badge.textContent = shifted ? `TIME-SHIFT −${fmtDuration(behind)}` : "";
@@ -619,7 +756,92 @@ function control(command) {
   });
 }
 
+// ---- replay keyboard shortcuts ------------------------------------------------------
+const SPEEDS = [0.25, 0.5, 1, 2, 4, 8, 16];
+
+function toggleHelp(show) {
+  const box = $("keys-help");
+  box.hidden = show === undefined ? !box.hidden : !show;
+  if (!box.hidden) $("keys-help-close").focus();
+}
+
+// A shortcut's intent (keys.js) as a replay control; returns whether it was used. Only in a
+// replay room (a live page keeps the browser's keys), except the help.
+function onShortcut(intent) {
+  if (intent === "help") {
+    toggleHelp();
+    return true;
+  }
+  const rs = state.replayState;
+  if (!state.replay || !rs) return false;
+  const duration = isNum(rs.duration) ? rs.duration : 0;
+  const position = replayPosition();
+  const laps = (Array.isArray(rs.laps) ? rs.laps : []).filter((l) => l && isNum(l.lap) && isNum(l.t));
+  const seekTo = (time) => control({ action: "seek", time: Math.min(duration, Math.max(0, time)) });
+  if (intent === "playPause") control({ action: rs.status === "playing" ? "pause" : "play" });
+  else if (intent === "back") seekTo(position - 5);
+  else if (intent === "forward") seekTo(position + 5);
+  else if (intent === "start") seekTo(0);
+  else if (intent === "end") seekTo(duration);
+  else if (intent === "prevLap" || intent === "nextLap") {
+    // Previous: the start of the lap before the one under way (a second's grace, so that
+    // pressing twice goes back twice); next: the next lap start after the position.
+    const target = intent === "prevLap"
+      ? [...laps].reverse().find((l) => l.t < position - 1)
+      : laps.find((l) => l.t > position + 0.5);
+    if (target) control({ action: "seek", lap: target.lap });
+  } else if (intent === "slower" || intent === "faster") {
+    const current = isNum(rs.speed) ? rs.speed : 1;
+    let i = SPEEDS.findIndex((v) => v >= current);
+    if (i < 0) i = SPEEDS.length - 1;
+    const next = SPEEDS[Math.min(SPEEDS.length - 1, Math.max(0, intent === "faster" ? (SPEEDS[i] > current ? i : i + 1) : i - 1))];
+    if (next !== current) control({ action: "speed", speed: next });
+  } else return false;
+  return true;
+}
+
+fillHelp($("keys-help-list"));
+bindShortcuts(onShortcut);
+$("keys-help-button").addEventListener("click", () => toggleHelp());
+$("keys-help-close").addEventListener("click", () => toggleHelp(false));
+
+// ---- preferences: theme and units ----------------------------------------------------
+function showTheme(theme) {
+  applyTheme(theme);
+  const button = $("theme-toggle");
+  button.textContent = theme === "dark" ? "Light" : "Dark";
+  button.setAttribute("aria-pressed", String(theme === "dark"));
+  button.setAttribute("aria-label", theme === "dark" ? "Switch to the light theme" : "Switch to the dark theme");
+}
+
+showTheme(currentTheme());
+$("theme-toggle").addEventListener("click", () => {
+  const theme = currentTheme() === "dark" ? "light" : "dark";
+  setTheme(theme);
+  showTheme(theme);
+});
+
+const unitSelects = { temp: $("unit-temp"), pressure: $("unit-pressure"), fuel: $("unit-fuel") };
+{
+  const units = loadUnits();
+  for (const [name, select] of Object.entries(unitSelects)) {
+    if (units[name]) select.value = units[name];
+    select.addEventListener("change", () => {
+      saveUnits(Object.fromEntries(Object.entries(unitSelects).map(([n, el]) => [n, el.value])));
+      renderTelemetry();
+      renderFeedCard();
+    });
+  }
+}
+
 // ---- connection badge ------------------------------------------------------------
+// The server said the monitor disconnected (alert publisher_gone) and no frame came since.
+function sessionEnded() {
+  if (state.replay) return false;
+  const gone = race.alerts.filter((a) => a.kind === "publisher_gone").pop();
+  return Boolean(gone) && (store.lastSeq === null || gone.seq >= store.lastSeq);
+}
+
 function refreshBadge() {
   const paused = state.replay && state.replayState && state.replayState.status !== "playing";
   const status = connectionStatus({
@@ -629,11 +851,18 @@ function refreshBadge() {
     now: now(),
     staleAfter: config.stale_seconds || 5,
     paused,
+    ended: sessionEnded(),
+    unknownSession: state.unknownSession,
   });
   const badge = $("conn-badge");
   if (badge.textContent !== status.text) badge.textContent = status.text;
   badge.className = `badge conn-${status.state}`;
   badge.dataset.state = status.state;
+  // Old values must not pass for current ones: grey them while the data is not fresh.
+  const dim = ["reconnecting", "stale", "ended"].includes(status.state);
+  $("main-grid").classList.toggle("dimmed", dim);
+  root.querySelector(".kpis").classList.toggle("dimmed", dim);
+  root.dataset.freshness = dim ? status.state : "fresh";
 }
 
 if (state.replay) becomeReplay();

@@ -1,7 +1,42 @@
 // Formatting of telemetry values, and the rules for what the game reports as unknown.
-// Pure functions: no DOM, no globals, so they are tested directly in the browser tests.
+// Pure functions (no DOM), so they are tested directly in the browser tests. One setting: the
+// display units (prefs.js sets them from the user's choice). Values arrive and are kept in °C,
+// kPa and litres; only what is shown is converted, so no figure is ever computed in other units.
 
 export const DASH = "—";
+
+const DEFAULT_UNITS = { temp: "C", pressure: "kPa", fuel: "L" };
+let units = { ...DEFAULT_UNITS };
+
+// {temp: "C"|"F", pressure: "kPa"|"psi", fuel: "L"|"gal"}; unknown choices keep the default.
+export function setUnits(choice = {}) {
+  units = {
+    temp: choice.temp === "F" ? "F" : "C",
+    pressure: choice.pressure === "psi" ? "psi" : "kPa",
+    fuel: choice.fuel === "gal" ? "gal" : "L",
+  };
+}
+
+export function getUnits() {
+  return { ...units };
+}
+
+const KPA_PER_PSI = 6.894757;
+const LITRES_PER_GALLON = 3.785412; // US gallon
+
+// A °C temperature in the display unit, with its unit ("86 °C", "187 °F").
+export function showTemp(celsius) {
+  return `${bareTemp(celsius)} ${tempUnit()}`;
+}
+
+export function tempUnit() {
+  return units.temp === "F" ? "°F" : "°C";
+}
+
+// A °C temperature in the display unit, without the unit (compact tables name it in the header).
+export function bareTemp(celsius) {
+  return String(Math.round(units.temp === "F" ? celsius * 9 / 5 + 32 : celsius));
+}
 
 export function isNum(v) {
   return typeof v === "number" && Number.isFinite(v);
@@ -35,12 +70,13 @@ export function knownLapTime(v) {
 
 export function fmtTemp(v, known = knownTemp) {
   const k = known(v);
-  return k === null ? DASH : `${Math.round(k)} °C`;
+  return k === null ? DASH : showTemp(k);
 }
 
 export function fmtPressure(v) {
   const k = knownPressure(v);
-  return k === null ? DASH : `${k.toFixed(0)} kPa`;
+  if (k === null) return DASH;
+  return units.pressure === "psi" ? `${(k / KPA_PER_PSI).toFixed(1)} psi` : `${k.toFixed(0)} kPa`;
 }
 
 // Wear as the game reports it: 1.0 is a new tyre, 0.0 is worn out.
@@ -73,7 +109,8 @@ export function fmtDuration(v) {
 }
 
 export function fmtLitres(v, digits = 1) {
-  return isNum(v) && v >= 0 ? `${v.toFixed(digits)} L` : DASH;
+  if (!isNum(v) || v < 0) return DASH;
+  return units.fuel === "gal" ? `${(v / LITRES_PER_GALLON).toFixed(digits)} gal` : `${v.toFixed(digits)} L`;
 }
 
 export function fmtPosition(v) {

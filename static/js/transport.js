@@ -24,6 +24,8 @@ export class Transport {
     };
     this.dragging = false;
     this.lapsShown = "";
+    this.eventsEl = root.querySelector("#tp-events");
+    this.eventsShown = "";
     const { scrub, play, speed, lap, live, playHere } = this.el;
     scrub.addEventListener("pointerdown", () => { this.dragging = true; });
     scrub.addEventListener("input", () => this.cb.onScrub(Number(scrub.value), false));
@@ -82,6 +84,30 @@ export class Transport {
       this.el.playHere.hidden = !shifted;
     }
     this._drawLaps(laps, duration);
+  }
+
+  // The race events (pit stops, driver and setup changes, alerts) as labelled markers under the
+  // scrubber: events [{t, kind, label, onJump}], t in the scrubber's seconds. Each is a button
+  // that jumps there (what a jump means is the caller's).
+  drawEvents(events, duration) {
+    const signature = `${duration > 0 ? Math.round(duration) : 0}|${events.map((e) => `${e.kind}@${Math.round(e.t)}:${e.label}`).join(",")}`;
+    if (signature === this.eventsShown) return;
+    this.eventsShown = signature;
+    const marks = [];
+    for (const event of duration > 0 ? events : []) {
+      const mark = document.createElement("button");
+      mark.type = "button";
+      mark.className = `event-marker event-${event.kind}`;
+      mark.style.left = `${Math.min(100, Math.max(0, (event.t / duration) * 100))}%`;
+      // A letter as well as a colour: P(it), D(river), S(etup), ! (alert).
+      mark.textContent = { pit_stop: "P", driver_change: "D", setup_change: "S", alert: "!" }[event.kind] || "•";
+      mark.title = event.label;
+      mark.setAttribute("aria-label", `${event.label}: jump there`);
+      mark.dataset.kind = event.kind;
+      mark.addEventListener("click", event.onJump);
+      marks.push(mark);
+    }
+    this.eventsEl.replaceChildren(...marks);
   }
 
   _drawLaps(laps, duration) {
