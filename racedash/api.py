@@ -22,8 +22,10 @@ from racedash.race import RaceOptions
 from racedash.race.export import COLUMN_NAMES, csv_chunks
 from racedash.recording.files import NotARegularFile, open_regular
 from racedash.recording.format import RecordingFormatError
+from racedash.recording.race import _read_sidecar as fresh_race_tables  # the cached tables, or None: never a scan
 from racedash.recording.race import load_tables
 from racedash.recording.store import RecordingStore
+from racedash.teamview import best_lap_time
 from racedash.web import BaseHandler
 
 log = logging.getLogger(__name__)
@@ -73,8 +75,33 @@ class ApiHandler(BaseHandler):
 
 
 class RecordingsHandler(ApiHandler):
+    """The list, with what tells sessions apart: best lap (when cheap to know) and a live publisher."""
+
+    def initialize(self, store: RecordingStore, access: AccessPolicy = open_access,
+                   race_options: RaceOptions | None = None,
+                   publisher_connected: Callable[[str], bool] | None = None) -> None:
+        super().initialize(store, access)
+        self.race_options = race_options or RaceOptions()
+        self.publisher_connected = publisher_connected
+
     async def get(self) -> None:
-        self.write_json({"ok": True, "recordings": await self.store.list()})
+        recordings = await self.store.list()
+        await asyncio.to_thread(self._add_best_laps, recordings)
+        if self.publisher_connected is not None:
+            # "live" is a monitor publishing now, not merely a recording still open (docs/protocol.md, "Team view").
+            for item in recordings:
+                item["live"] = bool(item["live"]) and self.publisher_connected(item["session_id"])
+        self.write_json({"ok": True, "recordings": recordings})
+
+    def _add_best_laps(self, recordings: list[dict[str, Any]]) -> None:
+        """Best lap from a fresh race-tables sidecar only: listing never scans a recording (blank otherwise)."""
+        for item in recordings:
+            item["best_lap"] = None
+            if item.get("state") == "live":
+                continue  # still growing: its sidecar cannot be fresh
+            tables = fresh_race_tables(self.store.path_for(item["session_id"]), self.race_options)
+            if tables is not None:
+                item["best_lap"] = best_lap_time(tables["stints"])
 
 
 class RecordingHandler(ApiHandler):
@@ -162,13 +189,15 @@ class LapsJsonHandler(LapsExportHandler):
         })
 
 
-def api_routes(store: RecordingStore, access: AccessPolicy = open_access, race_options: RaceOptions | None = None) -> list[tuple]:
+def api_routes(store: RecordingStore, access: AccessPolicy = open_access, race_options: RaceOptions | None = None,
+               publisher_connected: Callable[[str], bool] | None = None) -> list[tuple]:
     deps = {"store": store, "access": access}
     race_options = race_options or RaceOptions()  # for the per-lap exports (racedash.recording.race)
     exports = {**deps, "race_options": race_options}
+    listing = {**exports, "publisher_connected": publisher_connected}
     # Specific routes before the catch-all id route: the first match wins.
     return [
-        (r"/api/recordings", RecordingsHandler, deps),
+        (r"/api/recordings", RecordingsHandler, listing),
         (r"/api/recordings/([^/]+)/laps\.csv", LapsCsvHandler, exports),
         (r"/api/recordings/([^/]+)/laps\.json", LapsJsonHandler, exports),
         (r"/api/recordings/([^/]+)\.jsonl", RecordingDownloadHandler, deps),

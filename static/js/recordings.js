@@ -1,6 +1,6 @@
 // The recordings page: list from GET /api/recordings, sort, filter, Replay and Download.
 
-import { DASH, fmtBytes, fmtDate, fmtDuration, fmtText, isNum } from "./format.js";
+import { DASH, fmtBytes, fmtDate, fmtDuration, fmtLapTime, fmtText, isNum } from "./format.js";
 import { matchesFilter, sizeOf, sortRecordings } from "./reclist.js";
 
 const $ = (id) => document.getElementById(id);
@@ -53,19 +53,29 @@ function row(rec) {
   const tr = document.createElement("tr");
   tr.dataset.sessionId = rec.session_id;
   const drivers = Array.isArray(rec.drivers) && rec.drivers.length ? rec.drivers.join(", ") : DASH;
+  // The first 8 characters tell recordings of one car apart; the whole id is a viewer's secret.
+  const idCell = cell("ID", "");
+  const prefix = document.createElement("code");
+  prefix.className = "id-prefix";
+  prefix.textContent = rec.session_id.slice(0, 8);
+  idCell.append(prefix);
   tr.append(
+    idCell,
     cell("Track", fmtText(rec.track)),
     cell("Car", fmtText(rec.car)),
     cell("Drivers", drivers),
     cell("Date", fmtDate(rec.first_time), "num"),
     cell("Duration", fmtDuration(rec.duration), "num"),
     cell("Laps", isNum(rec.laps) ? String(rec.laps) : DASH, "num"),
+    // Known once the recording's race tables were built (a lap export or a replay); blank before.
+    cell("Best lap", fmtLapTime(rec.best_lap), "num"),
     cell("Size", fmtBytes(sizeOf(rec)), "num"),
   );
   const status = cell("Status", "");
   const badge = document.createElement("span");
   badge.className = rec.live ? "badge mode-live" : "badge ended";
-  badge.textContent = rec.live ? "LIVE" : typeof rec.state === "string" && rec.state !== "live" ? rec.state : "ended";
+  // LIVE: a monitor is publishing now. A recording still open without one waits for its monitor.
+  badge.textContent = rec.live ? "LIVE" : rec.state === "live" ? "no monitor" : typeof rec.state === "string" ? rec.state : "ended";
   status.append(badge);
   const cellActions = document.createElement("td");
   const actions = document.createElement("div");
@@ -81,7 +91,12 @@ function row(rec) {
   download.href = `/api/recordings/${encodeURIComponent(rec.session_id)}.jsonl`;
   download.textContent = "Download";
   download.setAttribute("download", `${rec.session_id}.jsonl`);
-  actions.append(replay, download);
+  const csv = document.createElement("a");
+  csv.className = "btn btn-secondary";
+  csv.href = `/api/recordings/${encodeURIComponent(rec.session_id)}/laps.csv`;
+  csv.textContent = "Laps CSV";
+  csv.setAttribute("download", `${rec.session_id}-laps.csv`);
+  actions.append(replay, download, csv);
   tr.append(status, cellActions);
   return tr;
 }
