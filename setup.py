@@ -40,6 +40,9 @@ setup(
         "fastjsonschema==2.22.3",
         # The simulator and `racedash replay` are Socket.IO clients like the monitor.
         "aiohttp==3.14.5",
+        # GET /metrics: the standard Prometheus exposition format (and a parser for
+        # the tests) from the reference library, rather than hand-written.
+        "prometheus-client==0.21.1",
     ],
     extras_require={
         # benchmarks/ only: `loadgen --profile` / `suite --profile` record the server with py-spy.

@@ -26,6 +26,7 @@ from racedash.keys import derive, load_or_create_secret
 from racedash.limits import ConnectionLimits
 from racedash.live import LiveNamespace
 from racedash.logbudget import RefusalLog
+from racedash.metrics import Metrics, StateCollector, metrics_routes, recording_backlog
 from racedash.packets import FastJsonPacket
 from racedash.race import RaceOptions
 from racedash.racefeed import RaceFeed, race_options
@@ -40,13 +41,16 @@ from racedash.replay.player import ReplayOptions
 from racedash.rights import PublishRights
 from racedash.sessions import SessionRegistry
 from racedash.socketserver import GuardedServer
+from racedash.teamview import team_routes
 from racedash.transport import WebSocketHook, socketio_handler
 from racedash.validation import Validators
 from racedash.web import (
     DashboardHandler,
     HealthHandler,
+    LivenessHandler,
     LoginHandler,
     NotFoundHandler,
+    ReadinessHandler,
     RecordingsPageHandler,
     ServerStatus,
     StatusPageHandler,
@@ -77,6 +81,7 @@ class Racedash:
     store: RecordingStore | None = None
     recorder: Recorder | None = None
     retention: Retention | None = None
+    metrics: Metrics | None = None
 
     def start_background(self) -> None:
         """Start the periodic jobs; call once the event loop runs."""
@@ -90,6 +95,8 @@ class Racedash:
             self._own(asyncio.create_task(self._apply_retention(), name="racedash-retention"))
         if self.replays is not None:
             self.replays.start_background()
+        if self.metrics is not None:
+            self._own(asyncio.create_task(self.metrics.watch_event_loop(), name="racedash-loop-lag"))
 
     def _own(self, task: asyncio.Task) -> None:
         self.tasks.add(task)
@@ -192,6 +199,7 @@ def make_app(settings: Settings) -> Racedash:
     status = ServerStatus(registry)
     if recorder is not None:
         recorder.problems = status.problems  # disk trouble shows on /healthz and the status page
+        status.recordings_dir = settings.recordings_dir  # /healthz/ready: recordings must be writable
     history = SessionHistory(
         HistoryOptions(
             window_seconds=settings.history_seconds,
@@ -220,6 +228,7 @@ def make_app(settings: Settings) -> Racedash:
         join_burst=settings.join_burst,
     )
     replays = make_replays(settings, broadcaster, registry, race_options(settings))
+    metrics = _make_metrics(status, broadcaster, replays, recorder)
     replay_events = ReplayEvents(replays, sio, access=access, max_viewers=settings.viewers_per_session)
     sio.register_namespace(
         LiveNamespace(
@@ -235,6 +244,7 @@ def make_app(settings: Settings) -> Racedash:
             extension=replay_events,
             race=race,
             refusals=refusals,
+            metrics=metrics,
         )
     )
     deps = {"status": status}
@@ -242,6 +252,8 @@ def make_app(settings: Settings) -> Racedash:
         [
             (r"/", StatusPageHandler, {**deps, "access": access}),
             (r"/healthz", HealthHandler, deps),
+            (r"/healthz/live", LivenessHandler),
+            (r"/healthz/ready", ReadinessHandler, deps),
             (
                 r"/login",
                 LoginHandler,
@@ -253,8 +265,11 @@ def make_app(settings: Settings) -> Racedash:
             ),
             (r"/dashboard/([^/]+)", DashboardHandler, {"ui_config": ui_config(settings)}),
             (r"/recordings", RecordingsPageHandler, {"access": access}),
-            *api_routes(store, access=team_only(access), race_options=race_options(settings)),
+            *team_routes(registry, race, access, settings.ui_stale_seconds),
+            *api_routes(store, access=team_only(access), race_options=race_options(settings),
+                        publisher_connected=lambda session_id: _is_live(registry, session_id)),
             *replay_routes(replays, access, settings.public_url),
+            *metrics_routes(metrics, access, public=settings.metrics_public),
             (r"/socket.io/", socketio_handler(sio, _cors_origins(settings), one_read=transport.driven)),
         ],
         template_path=str(paths.templates_dir()),
@@ -282,6 +297,23 @@ def make_app(settings: Settings) -> Racedash:
         replays=replays,
         race=race,
         limits=limits,
+        metrics=metrics,
+    )
+
+
+def _make_metrics(
+    status: ServerStatus, broadcaster: Broadcaster, replays: ReplayManager, recorder: Recorder | None
+) -> Metrics:
+    """This app's own Prometheus registry (never the global one: tests build many apps)."""
+    return Metrics(
+        StateCollector(
+            live_sessions=lambda: len(status.registry),
+            viewers=status.registry.viewer_count,
+            replays=lambda: len(replays),
+            fanout_stats=getattr(broadcaster, "stats", None),
+            problems=lambda: len(status.problems),
+            recording_backlog=recording_backlog(recorder) if recorder is not None else None,
+        )
     )
 
 

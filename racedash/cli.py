@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -26,8 +28,14 @@ def _serve(args: argparse.Namespace) -> int:
     from racedash.server import serve
 
     settings = Settings.from_args(args)
-    _configure_logging(settings.log_level)
-    asyncio.run(serve(settings, on_ready=_announce))
+    _configure_logging(settings.log_level, settings.log_format)
+    drained = asyncio.run(serve(settings, on_ready=_announce))
+    return 0 if drained else 1
+
+
+def _config(args: argparse.Namespace) -> int:
+    """Print the settings serve would run with (file, env and flags applied), secrets masked."""
+    print(Settings.from_args(args).describe())
     return 0
 
 
@@ -135,7 +143,7 @@ def _demo(args: argparse.Namespace) -> int:
     settings = Settings.from_args(args)
     if args.setting_host is None and "RACEDASH_HOST" not in os.environ:
         settings = settings.replace(host=DEMO_HOST)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     banner = DemoBanner(cars=args.cars)
     asyncio.run(
         runner.demo(
@@ -186,11 +194,35 @@ class DemoBanner:
         )
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+LOG_FORMATS = ("text", "json")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers: no multi-line tracebacks to stitch back together."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+    converter = time.gmtime  # the "Z" above: log times in UTC whatever the host's zone
+
+
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    if log_format not in LOG_FORMATS:
+        raise SettingsError(f"invalid value {log_format!r} for log_format (expected one of: {', '.join(LOG_FORMATS)})")
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("session_id")
     Settings.add_arguments(token)
     token.set_defaults(run=_publish_token)
+
+    config = commands.add_parser(
+        "config",
+        help="print the effective settings (secrets masked)",
+        description="Print the settings `racedash serve` would use with the same --config file, "
+        "environment and flags: one `name = value` line each (TOML), secrets masked.",
+    )
+    Settings.add_arguments(config)
+    config.set_defaults(run=_config)
     return parser
 
 

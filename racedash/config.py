@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -117,10 +119,10 @@ class Settings:
         120.0, "compat mode: a session is held this long for its monitor's address before another may take it over"
     )
     secret: str = _setting(
-        "", "server secret for publish tokens and login cookies (default: generated and kept in the state dir)"
+        "", "server secret for publish tokens and login cookies (default: generated and kept in the state dir)", secret=True
     )
     team_token: str = _setting(
-        "", "team access token for recordings and replays (default: generated at start and printed)"
+        "", "team access token for recordings and replays (default: generated at start and printed)", secret=True
     )
     events_per_second: float = _setting(100.0, "events one connection may send per second (token bucket rate)")
     event_burst: float = _setting(200.0, "events one connection may send in a burst")
@@ -173,8 +175,19 @@ class Settings:
         "10000,10,10", "gc.set_threshold values (gen0,gen1,gen2), empty for Python's defaults (700,10,10)"
     )
 
+    # --- operations (docs/deployment.md) ------------------------------------
+    metrics_public: bool = _setting(
+        False, "serve GET /metrics without the team token (only where the port is reachable by the scraper alone)"
+    )
+    drain_seconds: float = _setting(
+        10.0,
+        "on SIGTERM: stop accepting connections, disconnect clients (they reconnect elsewhere), "
+        "flush recordings; exit at the latest this many seconds after the signal",
+    )
+
     # --- logging -------------------------------------------------------------
     log_level: str = _setting("INFO", "logging level")
+    log_format: str = _setting("text", "log line format: text (readable) or json (one object per line, for log shippers)")
     access_log: bool = _setting(
         False, "one log line per HTTP request, secrets redacted (also on at log level debug; 5xx are always logged)"
     )
@@ -197,6 +210,13 @@ class Settings:
     def add_arguments(cls, parser: argparse.ArgumentParser, shown_defaults: Mapping[str, Any] | None = None) -> None:
         """One flag per setting; ``shown_defaults`` names the defaults a command applies on its own."""
         shown_defaults = shown_defaults or {}
+        parser.add_argument(
+            "--config",
+            dest="config_file",
+            metavar="FILE",
+            default=None,
+            help="a TOML file of settings, each by its name as a top-level key (flags and RACEDASH_* env vars override it)",
+        )
         group = parser.add_argument_group("server settings (each also read from RACEDASH_<NAME>)")
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
@@ -211,14 +231,46 @@ class Settings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, env: Mapping[str, str] | None = None) -> "Settings":
-        """Defaults, overridden by the environment, overridden by flags."""
-        settings = cls.from_env(os.environ if env is None else env)
+        """Defaults, overridden by the config file (--config), by the environment, then by flags."""
+        config_file = getattr(args, "config_file", None)
+        base = cls.from_file(Path(config_file)) if config_file else None
+        settings = cls.from_env(os.environ if env is None else env, base)
         changes = {}
         for f in dataclasses.fields(cls):
             raw = getattr(args, f"setting_{f.name}", None)
             if raw is not None:
                 changes[f.name] = _coerce(f, raw)
         return dataclasses.replace(settings, **changes)
+
+    @classmethod
+    def from_file(cls, path: Path, base: "Settings | None" = None) -> "Settings":
+        """Settings from a TOML file: every key a setting's name; unknown keys and wrong types are errors."""
+        try:
+            with open(path, "rb") as f:
+                document = tomllib.load(f)
+        except OSError as exc:
+            raise SettingsError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        changes: dict[str, Any] = {}
+        for key, value in document.items():
+            f = fields.get(key)
+            if f is None:
+                # A typo would otherwise leave a setting silently at its default.
+                raise SettingsError(f"config file {path}: unknown setting {key!r}")
+            changes[key] = _from_toml(f, value, path)
+        return dataclasses.replace(base or cls(), **changes)
+
+    def describe(self) -> str:
+        """The effective settings, one ``name = value`` line each (TOML), secrets masked."""
+        lines = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret") and value:
+                value = "***"
+            lines.append(f"{f.name} = {_toml_value(value)}")
+        return "\n".join(lines)
 
 
 class SettingsError(ValueError):
@@ -243,3 +295,27 @@ def _coerce(f: dataclasses.Field, raw: str) -> Any:
         return kind(raw)
     except ValueError as exc:
         raise SettingsError(f"invalid value {raw!r} for {f.name} (expected {kind.__name__})") from exc
+
+
+def _from_toml(f: dataclasses.Field, value: Any, path: Path) -> Any:
+    """A TOML value checked against the setting's type (TOML is typed: no string parsing here)."""
+    kind = _type_of(f)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # `drain_seconds = 10` means 10.0
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    expected = str if kind is Path else kind
+    if type(value) is not expected:  # bool is an int subclass: `port = true` is refused too
+        names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+        raise SettingsError(
+            f"config file {path}: {f.name} must be {names.get(expected, expected.__name__)}, got {value!r}"
+        )
+    return value
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string: JSON's escapes are TOML's

@@ -21,6 +21,7 @@ from racedash.errors import InternalError, InvalidPayload, LimitExceeded, Raceda
 from racedash.history import HistoryOptions, SessionHistory
 from racedash.limits import ConnectionLimits
 from racedash.logbudget import RefusalLog
+from racedash.metrics import MetricsHooks, NoMetrics
 from racedash.rights import PublishRights
 from racedash.racefeed import RaceFeed
 from racedash.sessions import SETUP, TELEMETRY, Frame, Session, SessionRegistry, frame_event
@@ -67,8 +68,10 @@ class LiveNamespace(socketio.AsyncNamespace):
         extension: RoomExtension | None = None,
         race: RaceFeed | None = None,
         refusals: RefusalLog | None = None,
+        metrics: "MetricsHooks | None" = None,
     ) -> None:
         super().__init__(namespace)
+        self.metrics = metrics or NoMetrics()
         self.registry = registry
         self.race = race
         self.refusals = refusals or RefusalLog(log)
@@ -110,9 +113,11 @@ class LiveNamespace(socketio.AsyncNamespace):
                 raise InvalidPayload(f"{event} takes one payload object, got {len(payloads)} arguments")
             return await handler(sid, payloads[0] if payloads else None)
         except RacedashError as exc:
+            self.metrics.on_refusal(exc.code)
             self.refusals.refused(sid, exc.code, "%s from %s refused: %s: %s", str(event)[:40], sid, exc.code, exc.message)
             return exc.to_ack()
         except Exception:  # noqa: BLE001 - a bug must cost one error ack, never the connection
+            self.metrics.on_refusal("internal_error")
             self.refusals.refused(sid, "internal_error", "%s from %s failed", str(event)[:40], sid, exc_info=True)
             return InternalError("the server failed to handle this event").to_ack()
 
@@ -178,6 +183,7 @@ class LiveNamespace(socketio.AsyncNamespace):
         if session.publisher_sid != sid:
             self.rights.claimed(session, sid)
         frame = self.registry.publish(session, kind, payload, sid, data_json)
+        self.metrics.on_frame(kind)
         race_events = self.race.feed(session, frame, payload) if self.race is not None else []
         event, data = frame_event(session.id, frame)
         if kind == TELEMETRY and self.race is not None:

@@ -77,14 +77,40 @@ class RacedashServer:
         return self
 
     async def stop(self) -> None:
+        """Drain: stop accepting, send every client away to reconnect elsewhere, then close the recordings.
+
+        Clients go before the recordings close, so no frame can be acked after its recording was flushed.
+        """
         if self._http is not None:
             self._http.stop()
         if self.app is not None:
+            self.app.status.draining = True  # /healthz/ready answers 503 while the rest runs
+            await self._disconnect_clients()
             await self.app.close()
         if self._http is not None:
             await self._http.close_all_connections()
             self._http = None
         log.info("racedash stopped")
+
+    async def _disconnect_clients(self) -> None:
+        """Close every engine.io connection at the transport, without Socket.IO's "server disconnect".
+
+        A client told "io server disconnect" stays disconnected; one whose transport closes
+        reconnects by itself, and behind a load balancer lands on another process.
+        """
+        assert self.app is not None
+        eio = self.app.sio.eio
+        sockets = list(eio.sockets.items())
+        for sid, socket in sockets:
+            try:
+                await socket.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
+                if not getattr(socket, "driver", None):
+                    socket.queue.put_nowait(None)  # ends a stock websocket's writer, which closes it
+            except Exception:  # noqa: BLE001 - one broken connection must not stop the drain
+                log.exception("closing connection %s failed", sid)
+            eio.sockets.pop(sid, None)
+        if sockets:
+            log.info("disconnected %d client(s); they reconnect by themselves", len(sockets))
 
     async def __aenter__(self) -> "RacedashServer":
         return await self.start()
@@ -93,8 +119,11 @@ class RacedashServer:
         await self.stop()
 
 
-async def serve(settings: Settings, *, on_ready: Callable[[RacedashServer], None] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down cleanly."""
+async def serve(settings: Settings, *, on_ready: Callable[[RacedashServer], None] | None = None) -> bool:
+    """Serve until SIGINT or SIGTERM, then drain (see :meth:`RacedashServer.stop`) within ``drain_seconds``.
+
+    Returns False when the drain did not finish in time (some recording may lack its last frames).
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -107,6 +136,16 @@ async def serve(settings: Settings, *, on_ready: Callable[[RacedashServer], None
         await stop.wait()
         log.info("shutting down")
     finally:
-        await server.stop()
+        drained = await _stop_within(server, settings.drain_seconds)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+    return drained
+
+
+async def _stop_within(server: RacedashServer, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(server.stop(), timeout=seconds)
+        return True
+    except asyncio.TimeoutError:
+        log.error("shutdown did not finish within drain_seconds (%s s); exiting anyway", seconds)
+        return False

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,10 +28,22 @@ class ServerStatus:
         self._clock = clock
         self.problems: dict[str, str] = {}
         self.gate = None  # the server's ConnectionGate, once it listens
+        self.recordings_dir: Path | None = None  # set when recording is on: it must stay writable
+        self.draining = False  # set on SIGTERM: load balancers stop sending new clients here
+
+    def ready(self) -> bool:
+        """Fit for new clients: not draining, no reported problem, the recordings directory writable."""
+        if self.draining or self.problems:
+            return False
+        if self.recordings_dir is None:
+            return True
+        return self.recordings_dir.is_dir() and os.access(self.recordings_dir, os.W_OK | os.X_OK)
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "status": "degraded" if self.problems else "ok",
+            "live": True,
+            "ready": self.ready(),
             "version": __version__,
             "uptime_seconds": round(self._clock() - self.started, 1),
             "live_sessions": len(self.registry),
@@ -60,7 +74,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = exc.message if isinstance(exc, RacedashError) else self._reason
-        if self.request.path.startswith("/api/") or self.request.path == "/healthz":
+        if self.request.path.startswith(("/api/", "/healthz")):
             code = exc.code if isinstance(exc, RacedashError) else f"http_{status_code}"
             self.write_json({"ok": False, "error": code, "message": message}, status_code)
             return
@@ -95,6 +109,29 @@ class HealthHandler(BaseHandler):
     def get(self) -> None:
         snapshot = self.status.snapshot()
         self.write_json(snapshot)
+
+
+class LivenessHandler(BaseHandler):
+    """``/healthz/live`` for load balancers and systemd: 200 while the process answers at all."""
+
+    def get(self) -> None:
+        self.write_json({"live": True})
+
+
+class ReadinessHandler(BaseHandler):
+    """``/healthz/ready``: 200 when this process should get new clients, else 503 with the reasons."""
+
+    def initialize(self, status: ServerStatus) -> None:
+        self.status = status
+
+    def get(self) -> None:
+        ready = self.status.ready()
+        reasons = sorted(self.status.problems.values())
+        if self.status.draining:
+            reasons.append("shutting down")
+        elif not ready and not reasons:
+            reasons.append("the recordings directory is not writable")
+        self.write_json({"ready": ready, "problems": reasons}, 200 if ready else 503)
 
 
 def _window(settings: Settings, name: str) -> list[float]:

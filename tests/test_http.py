@@ -44,6 +44,36 @@ async def test_healthz_is_json(server):
     assert response.headers["Content-Type"].startswith("application/json")
     health = orjson.loads(response.body)
     assert health["status"] == "ok" and health["live_sessions"] == 0 and health["uptime_seconds"] >= 0
+    assert health["live"] is True and health["ready"] is True
+
+
+async def test_liveness_and_readiness_for_load_balancers(server):
+    live = await fetch(server, "/healthz/live")
+    assert live.code == 200 and orjson.loads(live.body) == {"live": True}
+    ready = await fetch(server, "/healthz/ready")
+    assert ready.code == 200 and orjson.loads(ready.body) == {"ready": True, "problems": []}
+
+    server.app.status.problems["recordings:test"] = "the disk is full"
+    ready = await fetch(server, "/healthz/ready")
+    assert ready.code == 503 and orjson.loads(ready.body) == {"ready": False, "problems": ["the disk is full"]}
+    assert orjson.loads((await fetch(server, "/healthz")).body)["ready"] is False
+    assert (await fetch(server, "/healthz/live")).code == 200  # not ready, but alive: no restart
+    del server.app.status.problems["recordings:test"]
+
+    # The recordings directory replaced by a file: nothing could be recorded.
+    recordings = server.settings.recordings_dir
+    recordings.rmdir()
+    recordings.write_text("")
+    try:
+        ready = await fetch(server, "/healthz/ready")
+        assert ready.code == 503 and not orjson.loads(ready.body)["ready"]
+    finally:
+        recordings.unlink()
+        recordings.mkdir()
+
+    server.app.status.draining = True
+    ready = await fetch(server, "/healthz/ready")
+    assert ready.code == 503 and orjson.loads(ready.body)["problems"] == ["shutting down"]
 
 
 async def test_dashboard_page_for_a_well_formed_id(server):
