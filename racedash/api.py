@@ -22,7 +22,7 @@ from racedash.race import RaceOptions
 from racedash.race.export import COLUMN_NAMES, csv_chunks
 from racedash.recording.files import NotARegularFile, open_regular
 from racedash.recording.format import RecordingFormatError
-from racedash.recording.race import _read_sidecar as fresh_race_tables  # the cached tables, or None: never a scan
+from racedash.recording.race import cached_tables as fresh_race_tables
 from racedash.recording.race import load_tables
 from racedash.recording.store import RecordingStore
 from racedash.teamview import best_lap_time

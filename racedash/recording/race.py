@@ -50,7 +50,7 @@ def build_model(path: Path, options: RaceOptions) -> tuple[RaceModel, dict[str, 
 def load_tables(path: Path, options: RaceOptions, *, use_sidecar: bool = True) -> dict[str, Any]:
     """The race tables of a whole recording: from its sidecar when that still covers it, else by a scan."""
     if use_sidecar:
-        cached = _read_sidecar(path, options)
+        cached = cached_tables(path, options)
         if cached is not None:
             return cached
     model, identity, end = build_model(path, options)
@@ -61,7 +61,8 @@ def load_tables(path: Path, options: RaceOptions, *, use_sidecar: bool = True) -
     return tables
 
 
-def _read_sidecar(path: Path, options: RaceOptions) -> dict[str, Any] | None:
+def cached_tables(path: Path, options: RaceOptions) -> dict[str, Any] | None:
+    """The tables from a sidecar that still covers the recording, else None: never a scan (for listings)."""
     try:
         raw = read_regular(race_sidecar_path(path))
         with open_regular(path) as f:
