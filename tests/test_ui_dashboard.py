@@ -357,20 +357,6 @@ async def test_rejoin_with_last_seq_fills_the_gap(server, clients):
         tab.assert_clean()
 
 
-async def test_stale_data_warning(server, clients):
-    monitor, session_id = await monitor_session(server, clients)
-    async with chromium() as browser:
-        tab = await open_dashboard(browser, server, session_id)
-        page = tab.page
-        await publish(monitor, stint(session_id, 1, 1))
-        await expect(page.locator("#conn-badge")).to_have_text("connected")
-        await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "stale", timeout=15_000)
-        await expect(page.locator("#conn-badge")).to_contain_text("no data for")
-        await publish(monitor, stint(session_id, 2, 2))
-        await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "connected")
-        tab.assert_clean()
-
-
 async def scrub_to(page, seconds: float) -> None:
     await page.evaluate(
         """(value) => { const s = document.getElementById('tp-scrub');
