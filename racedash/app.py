@@ -26,7 +26,7 @@ from racedash.keys import derive, load_or_create_secret
 from racedash.limits import ConnectionLimits
 from racedash.live import LiveNamespace
 from racedash.logbudget import RefusalLog
-from racedash.metrics import Metrics, StateCollector, metrics_routes, recording_backlog
+from racedash.metrics import Metrics, StateCollector, metrics_routes
 from racedash.packets import FastJsonPacket
 from racedash.race import RaceOptions
 from racedash.racefeed import RaceFeed, race_options
@@ -312,7 +312,8 @@ def _make_metrics(
             replays=lambda: len(replays),
             fanout_stats=getattr(broadcaster, "stats", None),
             problems=lambda: len(status.problems),
-            recording_backlog=recording_backlog(recorder) if recorder is not None else None,
+            recorder=recorder,
+            replay_seeks=replays.seek_totals,
         )
     )
 

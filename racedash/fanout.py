@@ -133,6 +133,7 @@ class FanoutStats:
     conflated: int = 0  # frames not sent to a lagging viewer (a newer one replaced them)
     caught_up: int = 0  # lagging viewers brought back to the latest state
     disconnected: int = 0  # lagging viewers disconnected after lag_disconnect_seconds
+    bytes_out: int = 0  # bytes of room frames handed to viewers (websocket frames, or engine.io messages)
 
 
 class FanoutBroadcaster:
@@ -232,12 +233,14 @@ class FanoutBroadcaster:
         ):
             try:
                 if conn._compressor is None:
-                    send_now(conn.stream, frame.ws_frame)
+                    data = frame.ws_frame
                 else:
                     # permessage-deflate without context takeover (browsers): the same
                     # bytes for every such viewer.
-                    send_now(conn.stream, frame.deflated_ws_frame(conn._compressor))
+                    data = frame.deflated_ws_frame(conn._compressor)
+                send_now(conn.stream, data)
                 self.stats.direct += 1
+                self.stats.bytes_out += len(data)
             except tornado.iostream.StreamClosedError:
                 pass  # the connection just went away; engine.io reports the disconnect
             return
@@ -246,6 +249,7 @@ class FanoutBroadcaster:
         # ping-timeout check send() would add is done by engine.io's service task too.
         sock.queue.put_nowait(frame.eio_packet)
         self.stats.fallback += 1
+        self.stats.bytes_out += len(frame.payload)
 
     def _keep_latest(self, lag: _Lag, frame: _Frame) -> None:
         if lag.missed.pop(frame.event, None) is not None:

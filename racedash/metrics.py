@@ -119,14 +119,16 @@ class StateCollector(Collector):
         replays: Callable[[], int] | None = None,
         fanout_stats: Any = None,
         problems: Callable[[], int] | None = None,
-        recording_backlog: Callable[[], tuple[int, int]] | None = None,
+        recorder: Any = None,
+        replay_seeks: Callable[[], tuple[int, float]] | None = None,
     ) -> None:
         self.live_sessions = live_sessions
         self.viewers = viewers
         self.replays = replays
         self.fanout_stats = fanout_stats
         self.problems = problems
-        self.recording_backlog = recording_backlog
+        self.recorder = recorder
+        self.replay_seeks = replay_seeks
 
     def collect(self) -> Iterable[Metric]:
         yield GaugeMetricFamily("racedash_live_sessions", "live sessions held by this process", value=self.live_sessions())
@@ -139,11 +141,20 @@ class StateCollector(Collector):
             yield GaugeMetricFamily(
                 "racedash_problems", "problems reported on /healthz (disk trouble); 0 when healthy", value=self.problems()
             )
-        if self.recording_backlog is not None:
-            recordings, pending = self.recording_backlog()
+        if self.recorder is not None:
+            recordings, pending = self.recorder.backlog()
             yield GaugeMetricFamily("racedash_recordings_open", "recordings being written", value=recordings)
             yield GaugeMetricFamily(
                 "racedash_recording_backlog_bytes", "encoded frames queued for the disk, not yet written", value=pending
+            )
+            fsyncs, seconds = self.recorder.fsync_totals()
+            yield CounterMetricFamily("racedash_recording_fsyncs", "fsyncs of recordings", value=fsyncs)
+            yield CounterMetricFamily("racedash_recording_fsync_seconds", "time spent in those fsyncs", value=seconds)
+        if self.replay_seeks is not None:
+            seeks, seconds = self.replay_seeks()
+            yield CounterMetricFamily("racedash_replay_seeks", "replay seeks", value=seeks)
+            yield CounterMetricFamily(
+                "racedash_replay_seek_seconds", "time from a seek until its state was handed to the room", value=seconds
             )
 
     def _fanout(self) -> Iterable[Metric]:
@@ -160,17 +171,7 @@ class StateCollector(Collector):
         yield CounterMetricFamily(
             "racedash_fanout_slow_disconnects", "lagging viewers disconnected", value=stats.disconnected
         )
-
-
-def recording_backlog(recorder: Any) -> Callable[[], tuple[int, int]]:
-    """(open recordings, queued bytes) of a Recorder, read from its writers at scrape time."""
-
-    def read() -> tuple[int, int]:
-        writers = list(getattr(recorder, "_writers", {}).values())
-        # _pending_bytes: the writer's own count of queued, unwritten line bytes (no public accessor).
-        return len(writers), sum(getattr(w, "_pending_bytes", 0) for w in writers)
-
-    return read
+        yield CounterMetricFamily("racedash_fanout_bytes_out", "bytes of room frames handed to viewers", value=stats.bytes_out)
 
 
 class MetricsHandler(BaseHandler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient
@@ -67,6 +68,10 @@ async def test_metrics_count_what_was_published(server, clients):
     assert ("racedash_recording_backlog_bytes", ()) in found
     delivered = sum(v for (name, _), v in found.items() if name == "racedash_fanout_deliveries_total")
     assert delivered >= len(telemetry) + 1  # each frame reached the one viewer
+    # At least the frames' own bytes went out (each websocket frame holds its JSON).
+    assert found[("racedash_fanout_bytes_out_total", ())] >= sum(len(orjson.dumps(p["telemetry"])) for p in telemetry)
+    assert ("racedash_recording_fsyncs_total", ()) in found and ("racedash_recording_fsync_seconds_total", ()) in found
+    assert found[("racedash_replay_seeks_total", ())] == 0
     assert ("racedash_event_loop_lag_seconds", ()) in found
     assert found[("process_resident_memory_bytes", ())] > 0 and found[("process_open_fds", ())] > 0
 
@@ -114,3 +119,23 @@ async def test_event_loop_lag_is_sampled():
     finally:
         task.cancel()
     assert b"racedash_event_loop_lag_observed_seconds_count 0.0" not in metrics.exposition()
+
+
+@pytest.mark.parametrize("settings_changes", [{"recording_fsync": "always", "recording_flush_seconds": 0.01}])
+async def test_fsyncs_and_replay_seeks_are_counted(server_with, clients):
+    from tests import replay_helpers
+
+    server = server_with
+    monitor = await replay_helpers.connect(server, clients, team=False)
+    session_id = (await monitor.call("request_session_id", {}))["session_id"]
+    for payload in sample_telemetry_payloads()[:3]:
+        assert (await monitor.call("telemetry_update", {**payload, "session_id": session_id}))["ok"]
+    assert await server.app.recorder.flush(session_id)
+    team = await replay_helpers.connect(server, clients, team=True)
+    replay_id = (await team.call("replay_start", {"recording_id": session_id, "paused": True}))["replay_id"]
+    ack = await team.call("replay_control", {"replay_id": replay_id, "action": "seek", "time": 0.01})
+    assert ack["ok"]
+    found = samples((await scrape(server, bearer(server))).body)
+    assert found[("racedash_recording_fsyncs_total", ())] >= 1
+    assert found[("racedash_recording_fsync_seconds_total", ())] > 0
+    assert found[("racedash_replay_seeks_total", ())] == 1 and found[("racedash_replay_seek_seconds_total", ())] > 0

@@ -49,6 +49,8 @@ class Recorder:
         self.options = options
         self.problems: MutableMapping[str, str] = {} if problems is None else problems
         self.started = False  # set once watching: a missing directory is then news
+        self.closed_fsyncs = 0
+        self.closed_fsync_seconds = 0.0
         self.ring_size = ring_size
         self._writers: dict[str, RecordingWriter] = {}
         # Every writer's commits share one thread hop per flush window.
@@ -72,6 +74,17 @@ class Recorder:
                 await asyncio.wait_for(asyncio.to_thread(self.check_directory), interval * 5)
             except asyncio.TimeoutError:
                 pass
+
+    def backlog(self) -> tuple[int, int]:
+        """(open recordings, bytes queued for the disk)."""
+        writers = list(self._writers.values())
+        return len(writers), sum(w.pending_bytes for w in writers)
+
+    def fsync_totals(self) -> tuple[int, float]:
+        """(fsyncs, seconds spent in them) of the recordings open now and those closed before."""
+        writers = list(self._writers.values())
+        return (self.closed_fsyncs + sum(w.fsyncs for w in writers),
+                self.closed_fsync_seconds + sum(w.fsync_seconds for w in writers))
 
     def close_idle_files(self, now: float) -> None:
         """Recordings with no frame for ``idle_close_seconds`` give their descriptor back."""
@@ -180,10 +193,12 @@ class Recorder:
             return
         task = asyncio.create_task(writer.close(session_ended=ended), name=f"close-recording-{session_id[:8]}")
         self._closing[session_id] = task
-        task.add_done_callback(lambda done: self._closed(session_id, done))
+        task.add_done_callback(lambda done: self._closed(session_id, done, writer))
         await asyncio.shield(task)
 
-    def _closed(self, session_id: str, task: asyncio.Task[None]) -> None:
+    def _closed(self, session_id: str, task: asyncio.Task[None], writer: RecordingWriter) -> None:
+        self.closed_fsyncs += writer.fsyncs
+        self.closed_fsync_seconds += writer.fsync_seconds
         if self._closing.get(session_id) is task:
             del self._closing[session_id]
         if session_id not in self._writers:

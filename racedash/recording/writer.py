@@ -101,6 +101,7 @@ class CommitResult:
     error: OSError | RecordingFormatError | None = None
     # The file open until now had been deleted or replaced under us: its frames went with it.
     lost: bool = False
+    fsync_seconds: float | None = None  # how long this commit's fsync took, when it made one
 
 
 class PreparedCommit(NamedTuple):
@@ -151,7 +152,9 @@ class RecordingFile:
             cut_back_to = size
             self._write_all(data)
             if fsync:
+                started = time.perf_counter()
                 os.fsync(self.file.fileno())
+                result.fsync_seconds = time.perf_counter() - started
         except (OSError, RecordingFormatError) as exc:
             # The lines stay queued and are retried: whatever part of them made
             # it would be written twice, so cut it off; the retry reopens.
@@ -304,6 +307,8 @@ class RecordingWriter:
         self.commit_started: float | None = None
         self.last_activity = time.monotonic()
         self._idle_close = False
+        self.fsyncs = 0  # for /metrics: how many, and how long in all
+        self.fsync_seconds = 0.0
         self._loss_reported = False
         self._on_problem = on_problem
         self._after = after
@@ -414,6 +419,11 @@ class RecordingWriter:
         await self._finish()
 
     @property
+    def pending_bytes(self) -> int:
+        """Encoded lines queued for the disk, not yet written."""
+        return self._pending_bytes
+
+    @property
     def is_file_open(self) -> bool:
         return self._file.is_open
 
@@ -492,6 +502,9 @@ class RecordingWriter:
 
     async def _committed(self, result: CommitResult, prepared: PreparedCommit) -> bool:
         batch, fsync, updated = prepared.batch, prepared.fsync, prepared.updated
+        if result.fsync_seconds is not None:
+            self.fsyncs += 1
+            self.fsync_seconds += result.fsync_seconds
         if result.lost:
             self._lost(self.summary)
             updated = None  # counted the old file's lines; the new file's summary starts below

@@ -61,6 +61,8 @@ class ReplayManager:
         self._is_live = is_live
         self._clock = clock or LoopClock()
         self._replays: dict[str, Replay] = {}
+        self._past_seeks = 0
+        self._past_seek_seconds = 0.0
         self._idle_since: dict[str, float] = {}
         self._stopped: OrderedDict[str, None] = OrderedDict()
         self._indexes: dict[str, RecordingIndex] = {}
@@ -182,8 +184,16 @@ class ReplayManager:
             RaceTables.load, path, self.race_options, growing=self._is_live(recording_id), use_sidecar=self._use_sidecar
         )
 
+    def seek_totals(self) -> tuple[int, float]:
+        """(seeks, seconds until their state was sent) of every replay this server has run."""
+        replays = list(self._replays.values())
+        return (self._past_seeks + sum(r.seeks for r in replays),
+                self._past_seek_seconds + sum(r.seek_seconds for r in replays))
+
     def _forget(self, replay: Replay) -> None:
-        self._replays.pop(replay.id, None)
+        if self._replays.pop(replay.id, None) is not None:
+            self._past_seeks += replay.seeks
+            self._past_seek_seconds += replay.seek_seconds
         self._idle_since.pop(replay.id, None)
         self._stopped[replay.id] = None
         while len(self._stopped) > _REMEMBER_STOPPED:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
@@ -241,6 +242,8 @@ class Replay:
         self._race = race  # None: this replay tells no race facts
         # Started by a live session's viewer, not the team: the room never learns the session's id.
         self.anonymous = anonymous
+        self.seeks = 0
+        self.seek_seconds = 0.0
         self._race_seq = 0  # the last frame whose race facts this pass has told
         self._commands: deque[_Command] = deque()
         self._waiter: asyncio.Future | None = None
@@ -544,6 +547,7 @@ class Replay:
         return self.state()
 
     async def _seek_to(self, position: float) -> None:
+        started = time.perf_counter()
         snapshot: Snapshot = await asyncio.to_thread(
             snapshot_at,
             self.path,
@@ -570,6 +574,8 @@ class Replay:
             self._schedule.paused = True
         await self._emit_state()
         await self._send_snapshot(self._broadcaster.to_room, self.id)
+        self.seeks += 1  # for /metrics: a seek's time until its state is handed to the room
+        self.seek_seconds += time.perf_counter() - started
 
     async def _do_join(self, sid: str, enter_room: EnterRoom) -> dict:
         await enter_room(sid, self.id)
