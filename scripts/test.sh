@@ -16,6 +16,9 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx openssl >/dev/null
+  # Debian may start its default site on port 80 of every interface: the tests run their own
+  # nginx on loopback and need no service.
+  $SUDO service nginx stop >/dev/null 2>&1 || true
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
