@@ -91,6 +91,7 @@ class LiveNamespace(socketio.AsyncNamespace):
             "telemetry_update": self.telemetry_update,
             "join_session": self.join_session,
             "leave_session": self.leave_session,
+            "race_strategy": self.race_strategy,
         }
         self.extension = extension
         if extension is not None:
@@ -226,6 +227,20 @@ class LiveNamespace(socketio.AsyncNamespace):
             # Additive: how many missed frames were sent, or null when the state was sent instead.
             ack["missed"] = joined.missed
         return ack
+
+    async def race_strategy(self, sid: str, payload: Any) -> dict:
+        """The strategy toward a target the engineer types (laps, or seconds of racing left), as of now.
+
+        Viewing rights (the session id) are enough: it is what the room already shows, aimed at a target.
+        """
+        payload = self.validators.race_strategy(payload)
+        session_id = self.validators.session_id_of(payload)
+        if self.race is None or self.registry.get(session_id) is None:
+            raise RacedashError("no live session with this id on this server", code="unknown_session")
+        strategy = self.race.model(session_id).strategy(
+            target_laps=payload.get("target_laps"), target_seconds=payload.get("target_seconds")
+        )
+        return {"ok": True, "session_id": session_id, "strategy": strategy}
 
     async def leave_session(self, sid: str, payload: Any) -> dict:
         payload = self.validators.join_session(payload)

@@ -68,6 +68,16 @@ TELEMETRY_UPDATE_SCHEMA: dict = {
     "properties": {"session_id": _STRING, "telemetry": TELEMETRY_SCHEMA, "publish_token": _STRING},
 }
 
+RACE_STRATEGY_SCHEMA: dict = {
+    "type": "object",
+    "required": ["session_id"],
+    "properties": {
+        "session_id": _STRING,
+        "target_laps": {"type": "integer", "minimum": 1, "maximum": 100_000},
+        "target_seconds": {"type": "number", "minimum": 1, "maximum": 10_000_000},
+    },
+}
+
 JOIN_SESSION_SCHEMA: dict = {
     "type": "object",
     "required": ["session_id"],
@@ -157,6 +167,7 @@ class Validators:
         self.setup_data = PayloadValidator(SETUP_DATA_SCHEMA, "setup_data", max_values)
         self.telemetry_update = PayloadValidator(TELEMETRY_UPDATE_SCHEMA, "telemetry_update", max_values)
         self.join_session = PayloadValidator(JOIN_SESSION_SCHEMA, "join_session", max_values)
+        self.race_strategy = PayloadValidator(RACE_STRATEGY_SCHEMA, "race_strategy", max_values)
 
     @staticmethod
     def session_id_of(payload: dict) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import orjson
 import pytest
@@ -199,3 +200,23 @@ async def test_the_race_model_can_be_switched_off(server_with, clients):
     await publish(monitor, stream, session_id, range(5))
     frames = await watcher.wait_for("telemetry_update", count=4)
     assert "race" not in frames[-1] and "race_tables" not in watcher.events
+
+
+async def test_the_strategy_toward_a_typed_target(server, clients):
+    stream = simulated_stream(speedup=10, laps=8)
+    monitor, session_id = await new_monitor(server.url, clients)
+    fuel = await publish(monitor, stream, session_id, range(len(stream.messages)))
+    watcher = await viewer(server.url, clients, session_id)
+    tables = watcher.events["race_tables"][-1]
+    per_lap = tables["strategy"]["fuel_per_lap"]
+    ack = await watcher.call("race_strategy", {"session_id": session_id, "target_laps": 20})
+    assert ack["ok"] and ack["strategy"]["target_laps"] == 20
+    # Litres to add now for 20 more laps, from the server's own fuel per lap.
+    assert ack["strategy"]["fuel_to_target"] == pytest.approx(20 * per_lap - fuel, abs=0.05)
+    by_time = await watcher.call("race_strategy", {"session_id": session_id, "target_seconds": 3600})
+    assert by_time["strategy"]["fuel_to_target"] is not None and by_time["strategy"]["target_seconds"] == 3600
+    for bad, code in [({"session_id": session_id, "target_laps": 0}, "wrong_type"),
+                      ({"session_id": session_id, "target_laps": "20"}, "wrong_type"),
+                      ({"session_id": str(uuid.uuid4()), "target_laps": 5}, "unknown_session")]:
+        refused = await watcher.call("race_strategy", bad)
+        assert refused["ok"] is False and refused["error"] == code, (bad, refused)
