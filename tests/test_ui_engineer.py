@@ -93,10 +93,12 @@ async def test_tables_and_event_feed_late_joiner_equals_early(server, clients):
         box = await page.locator("#feed-card").bounding_box()
         assert box is not None and box["y"] < 900, box
 
-        # Strategy: the server's box-by lap; a typed target is explained, not computed.
+        # Strategy: the server's box-by lap, and the fuel to a typed target, worked out by the server.
         await expect(field(page, "box_by_lap")).to_contain_text("lap ")
         await page.locator("#target-laps").fill("10")
-        await expect(page.locator("#target-result")).to_contain_text("10 laps ×")
+        need = server.app.race.model(session_id).strategy(target_laps=10)["fuel_to_target"]
+        await expect(page.locator("#target-result")).to_contain_text(f"{abs(need):.1f} L")
+        await expect(page.locator("#target-result")).to_contain_text("10 more laps")
 
         late = await open_dashboard(browser, server, session_id, viewport=LAPTOP_WIDE)
         await expect(field(late.page, "lap")).to_have_text("6")
@@ -276,3 +278,162 @@ async def test_unknown_session_says_it_waits_for_its_monitor(server, clients):
         tab = await browser.open(f"{server.url}/dashboard/{uuid.uuid4()}")
         await expect(tab.page.locator("#conn-badge")).to_have_text("No such session yet — waiting for its monitor")
         tab.assert_clean()
+
+
+# ---- trend charts, units on the charts, tables that fit, readable chart axes ------------------
+
+async def drawn(page) -> None:
+    """Two animation frames: the charts redraw at most once per frame."""
+    await page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
+async def chart_data(page, name: str) -> list:
+    await drawn(page)
+    return await page.evaluate("(name) => window.racedash.charts[name].data", name)
+
+
+async def test_brake_and_pressure_charts_follow_the_unit_preferences(server, clients):
+    monitor, session_id = await monitor_session(server, clients)
+    frames = stint(session_id, 1, 3)
+    frames[5]["telemetry"]["brake_temps"]["fl"] = 0.0  # the game does not know: a gap, not −273 °C
+    frames[6]["telemetry"]["tire_pressures"]["rr"] = 0.0  # garage-like 0 kPa: a gap, not 0
+    await publish(monitor, frames)
+    async with chromium() as browser:
+        tab = await open_dashboard(browser, server, session_id, viewport=LAPTOP_WIDE)
+        page = tab.page
+        await expect(field(page, "lap")).to_have_text("3")
+        await page.wait_for_function("() => window.racedash.charts.brakes.data[0].length === 12")
+
+        brakes = await chart_data(page, "brakes")
+        assert await page.evaluate("() => window.racedash.charts.brakes.series.map((s) => s.label)") == [
+            "Time", "FL", "FR", "RL", "RR"]
+        assert len(brakes) == 5 and all(len(s) == 12 for s in brakes)
+        for series, celsius in zip(brakes[1:], (450.0, 460.0, 800.0, 150.0)):  # Kelvin − 273.15
+            known = [v for v in series if v is not None]
+            assert known and all(abs(v - celsius) < 0.01 for v in known), series
+        assert brakes[1][5] is None and brakes[1].count(None) == 1  # unknown: nothing plotted
+        pressures = await chart_data(page, "pressures")
+        assert pressures[4][6] is None and pressures[4].count(None) == 1
+        assert all(abs(v - 175.0) < 0.01 for v in pressures[1])
+        assert await page.evaluate("() => window.racedash.charts.pressures.series.length") == 5
+        # The chart's y scale never reaches down to 0 for the unknown values.
+        assert await page.evaluate("() => window.racedash.charts.brakes.scales.y.min") > 50  # RR: 150 °C
+        assert await page.evaluate("() => window.racedash.charts.pressures.scales.y.min") > 100  # RL: 150 kPa
+        await expect(page.locator("#chart-brakes").locator("xpath=..").locator("figcaption")).to_contain_text("(°C)")
+
+        await page.locator("#chart-brakes").scroll_into_view_if_needed()
+        await tab.screenshot("engineer-charts-laptop", full_page=False)
+
+        # °F, psi and gallons: the charts convert for display as the fields do.
+        await page.locator("#unit-temp").select_option("F")
+        await page.locator("#unit-pressure").select_option("psi")
+        await page.locator("#unit-fuel").select_option("gal")
+        await page.wait_for_function("() => window.racedash.charts.brakes.data[1][0] > 800")
+        brakes_f = await chart_data(page, "brakes")
+        assert abs(brakes_f[1][0] - 842.0) < 0.01 and brakes_f[1][5] is None  # 450 °C
+        assert abs(brakes_f[4][0] - 302.0) < 0.01  # 150 °C
+        tyres_f = await chart_data(page, "tyres")
+        assert abs(tyres_f[1][0] - 186.8) < 0.01  # 86 °C
+        pressures_psi = await chart_data(page, "pressures")
+        assert abs(pressures_psi[1][0] - 175.0 / 6.894757) < 0.01 and pressures_psi[4][6] is None
+        fuel_gal = await chart_data(page, "fuel")
+        assert abs(fuel_gal[1][0] - 60.0 / 3.785412) < 0.01
+        captions = await page.locator(".chart-grid figcaption").all_inner_texts()
+        assert any("Brake temperatures (°F)" in c for c in captions), captions
+        assert any("Tyre temperatures (°F)" in c for c in captions), captions
+        assert any("Tyre pressures (psi)" in c for c in captions), captions
+        assert any("Fuel (gal)" in c for c in captions), captions
+
+        phone = await open_dashboard(browser, server, session_id, viewport={**PHONE, "width": 390})
+        await phone.page.wait_for_function("() => window.racedash.charts.brakes.data[0].length === 12")
+        await drawn(phone.page)
+        await phone.page.locator("#chart-laps").scroll_into_view_if_needed()
+        await phone.screenshot("engineer-charts-phone", full_page=False)
+        await phone.page.locator("#chart-pressures").scroll_into_view_if_needed()
+        await phone.screenshot("engineer-charts-phone-2", full_page=False)
+        tab.assert_clean()
+        phone.assert_clean()
+
+
+# Every table: fits its scrolling container, or sits in one that scrolls sideways.
+TABLES_FIT = """() => [...document.querySelectorAll('table')].filter((t) => t.offsetParent !== null).map((t) => {
+  let box = t.parentElement;
+  while (box && box !== document.body && !['auto', 'scroll'].includes(getComputedStyle(box).overflowX)) box = box.parentElement;
+  const scroller = box && box !== document.body ? box : t.parentElement;
+  return {
+    id: t.id || t.className || t.closest('section').className,
+    fits: scroller.scrollWidth <= scroller.clientWidth,
+    scrolls: ['auto', 'scroll'].includes(getComputedStyle(scroller).overflowX),
+  };
+})"""
+
+# The suspension table's RR header cell, once scrolled into view, lies within its container.
+RR_VISIBLE = """() => {
+  const group = [...document.querySelectorAll('.setup-group')].find((g) => g.querySelector('h3').textContent === 'Suspension');
+  const th = [...group.querySelectorAll('table.corners th')].find((c) => c.textContent.trim() === 'RR');
+  th.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+  const cell = th.getBoundingClientRect();
+  const box = group.getBoundingClientRect();
+  return { cell: [cell.left, cell.right], box: [box.left, box.right], fits: group.scrollWidth <= group.clientWidth, widths: [group.scrollWidth, group.clientWidth],
+           inside: cell.left >= box.left - 0.5 && cell.right <= box.right + 0.5 && cell.width > 0 };
+}"""
+
+
+async def test_no_table_is_clipped_on_a_laptop_or_a_phone(server, clients):
+    monitor, session_id = await monitor_session(server, clients)
+    await monitor.call("setup_data", setup_payload(session_id))
+    await publish(monitor, stint(session_id, 1, 3))
+    async with chromium() as browser:
+        for name, viewport in (("laptop", LAPTOP_WIDE), ("phone", {**PHONE, "width": 390})):
+            tab = await open_dashboard(browser, server, session_id, viewport=viewport)
+            page = tab.page
+            await expect(page.locator(".setup-group h3", has_text="Suspension")).to_have_count(1)
+            await expect(page.locator("#lap-table tbody tr")).to_have_count(2)
+            tables = await page.evaluate(TABLES_FIT)
+            assert len(tables) >= 3, tables
+            bad = [t for t in tables if not (t["fits"] or t["scrolls"])]
+            assert not bad, (name, bad)
+            rr = await page.evaluate(RR_VISIBLE)
+            assert rr["inside"], (name, rr)
+            assert rr["fits"], (name, rr)  # the suspension sheet fits its card: nothing to scroll to
+            widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            assert widths[0] <= widths[1], (name, widths)
+            suspension = page.locator(".setup-group", has=page.locator("h3", has_text="Suspension"))
+            await suspension.locator("table.corners").scroll_into_view_if_needed()
+            await tab.screenshot(f"engineer-setup-suspension-{name}", full_page=False)
+            tab.assert_clean()
+
+
+# For each chart: the x ticks uPlot drew, and the widest of their labels measured as uPlot draws them.
+X_AXIS_ROOM = """() => {
+  const ctx = document.createElement('canvas').getContext('2d');
+  return Object.entries(window.racedash.charts).filter(([, u]) => u && u.axes && u.series)
+    .map(([name, u]) => {
+      const axis = u.axes[0];
+      ctx.font = axis.font[0] || '12px system-ui';
+      const labels = (axis._values || []).filter((v) => v !== null && v !== '');
+      const ticks = labels.length;
+      const widest = Math.max(0, ...labels.map((v) => ctx.measureText(String(v)).width));
+      return { name, width: u.bbox.width / (window.devicePixelRatio || 1), chart: u.width, ticks, widest, labels };
+    });
+}"""
+
+
+async def test_chart_time_axes_never_crowd_their_labels_on_a_phone(server, clients):
+    monitor, session_id = await monitor_session(server, clients)
+    await publish(monitor, stint(session_id, 1, 6))
+    async with chromium() as browser:
+        for viewport in ({**PHONE, "width": 390}, {"width": 320, "height": 700}, LAPTOP_WIDE):
+            tab = await open_dashboard(browser, server, session_id, viewport=viewport)
+            page = tab.page
+            await page.wait_for_function("() => window.racedash.charts.brakes.data[0].length === 24")
+            await drawn(page)
+            charts = await page.evaluate(X_AXIS_ROOM)
+            assert {c["name"] for c in charts} == {"laps", "fuel", "tyres", "brakes", "pressures"}, charts
+            for c in charts:
+                assert c["ticks"] >= 2, c
+                assert c["chart"] / c["ticks"] >= c["widest"], c
+                assert c["width"] / c["ticks"] >= c["widest"], c
+                if c["name"] != "laps":  # short clock labels: HH:MM (or :SS between whole minutes)
+                    assert all(len(v) <= 5 for v in c["labels"]), c
+            tab.assert_clean()

@@ -1,4 +1,7 @@
-// The three uPlot charts: lap times per lap, fuel over time, tyre temperatures over time.
+// The five uPlot charts: lap times per lap; fuel, tyre temperatures, brake temperatures and tyre
+// pressures over time (one series per corner). Values are plotted in the user's display units
+// (format.js: °C/°F, kPa/psi, L/gal); the figure captions name the unit. Unknown values (the game's
+// −273.15 °C tyres, brakes ≤ 0 K, pressures 0) are gaps, never plotted as 0.
 // Data is rebuilt from the frame store and the server's lap rows (race.js), at most once per
 // animation frame, so a burst of history costs one redraw. Lap times are the server's: clean
 // laps make the line; in-, out- and pit laps are grey dots beside it (their time is true, but
@@ -7,7 +10,10 @@
 // While the live view is time-shifted, a dashed line marks the shown moment (and its lap), so
 // the charts say where "then" is.
 
-import { knownTemp, isNum, fmtLapTime } from "./format.js";
+import {
+  knownTemp, knownPressure, brakeCelsius, isNum, fmtLapTime,
+  tempValue, tempUnit, pressureValue, pressureUnit, fuelValue, fuelUnit,
+} from "./format.js";
 
 const INK = "#111";
 const GRID = "#c8c8c8";
@@ -38,12 +44,44 @@ function markerLine(position) {
   return { hooks: { draw: [draw] } };
 }
 
-function axes({ yValues = null, ySize = 56, xIncrs = null } = {}) {
-  const common = { stroke: INK, grid: { stroke: GRID, width: 1 }, ticks: { stroke: GRID }, font: "12px system-ui" };
-  // `space`: the least room between ticks, in CSS pixels; wide enough for a clock time (x) and a
-  // lap time (y) so that labels never overlap on a phone-wide chart.
+const AXIS_FONT = "12px system-ui";
+const TIME_LABEL_SAMPLE = "88:88"; // HH:MM (or :SS between whole minutes): the widest x label
+const LABEL_PAD = 16; // CSS pixels of air between two x labels
+
+// The width in CSS pixels of `text` in the axes' font (a canvas 2D context, as uPlot draws them).
+let measureCtx = null;
+export function labelWidth(text = TIME_LABEL_SAMPLE, font = AXIS_FONT) {
+  if (!measureCtx) measureCtx = document.createElement("canvas").getContext("2d");
+  measureCtx.font = font;
+  return Math.ceil(measureCtx.measureText(text).width);
+}
+
+// The least room between x ticks: a time label plus padding, so labels never overlap.
+export function timeSpace() {
+  return labelWidth() + LABEL_PAD;
+}
+
+const pad2 = (n) => String(n).padStart(2, "0");
+// Short clock labels: HH:MM; between whole minutes (ticks under a minute apart) just :SS.
+function timeValues(u, splits, axisIdx, foundSpace, foundIncr) {
+  return splits.map((t) => {
+    const d = new Date(t * 1000);
+    if (foundIncr < 60 && d.getSeconds() !== 0) return `:${pad2(d.getSeconds())}`;
+    return `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  });
+}
+const TIME_INCRS = [1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+
+function axes({ yValues = null, ySize = 56, xIncrs = null, time = true } = {}) {
+  const common = { stroke: INK, grid: { stroke: GRID, width: 1 }, ticks: { stroke: GRID }, font: AXIS_FONT };
+  // `space`: the least room between ticks, in CSS pixels: a measured clock label plus padding (x,
+  // time charts), a lap number (x, lap chart), a value (y), so that labels never overlap on a
+  // phone-wide chart.
+  const x = time
+    ? { ...common, space: () => timeSpace(), incrs: TIME_INCRS, values: timeValues }
+    : { ...common, space: 70, ...(xIncrs ? { incrs: xIncrs } : {}) };
   return [
-    { ...common, space: 70, ...(xIncrs ? { incrs: xIncrs } : {}) },
+    x,
     // The figure's caption names the chart and its unit; no rotated axis label to clip.
     { ...common, space: 28, size: ySize, ...(yValues ? { values: yValues } : {}) },
   ];
@@ -77,11 +115,24 @@ export function lapSeries(laps) {
   return [x, clean, pitLaps];
 }
 
+const HEIGHT = 180;
+
+function cornerSeries() {
+  return [
+    {},
+    ...Object.entries(CORNER_COLOURS).map(([corner, colour]) => ({
+      label: corner.toUpperCase(),
+      stroke: colour,
+      width: 2,
+      spanGaps: false, // an unknown value is a gap in the line, never a 0
+    })),
+  ];
+}
+
 export class Charts {
-  constructor({ lapsEl, fuelEl, tyresEl }) {
+  constructor({ lapsEl, fuelEl, tyresEl, brakesEl = null, pressuresEl = null }) {
     const uPlot = window.uPlot;
-    const height = 180;
-    this.els = [lapsEl, fuelEl, tyresEl];
+    const height = HEIGHT;
     this.marker = null; // {t, lap} of the time-shifted moment, or null when following live
     const atTime = markerLine(() => (this.marker ? this.marker.t : null));
     const atLap = markerLine(() => (this.marker && isNum(this.marker.lap) ? this.marker.lap : null));
@@ -96,6 +147,7 @@ export class Charts {
           yValues: (u, vals) => vals.map((v) => fmtLapTime(v)),
           ySize: 84,
           xIncrs: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+          time: false,
         }),
         series: [
           { label: "lap" },
@@ -120,34 +172,24 @@ export class Charts {
       [[], []],
       fuelEl,
     );
-    this.tyres = new uPlot(
-      {
-        width: width(tyresEl),
-        height,
-        legend: { show: true, live: false },
-        plugins: [atTime],
-        axes: axes(),
-        series: [
-          {},
-          ...Object.entries(CORNER_COLOURS).map(([corner, colour]) => ({
-            label: corner.toUpperCase(),
-            stroke: colour,
-            width: 2,
-          })),
-        ],
-      },
-      [[], [], [], [], []],
-      tyresEl,
-    );
+    const cornerChart = (el) =>
+      new uPlot(
+        { width: width(el), height, legend: { show: true, live: false }, plugins: [atTime], axes: axes(), series: cornerSeries() },
+        [[], [], [], [], []],
+        el,
+      );
+    this.tyres = cornerChart(tyresEl);
+    this.brakes = brakesEl ? cornerChart(brakesEl) : null;
+    this.pressures = pressuresEl ? cornerChart(pressuresEl) : null;
+    this.all = [this.laps, this.fuel, this.tyres, this.brakes, this.pressures].filter(Boolean);
+    this.els = [lapsEl, fuelEl, tyresEl, brakesEl, pressuresEl].filter(Boolean);
     this.pending = null;
     this.resizeObserver = new ResizeObserver(() => this.resize());
     for (const el of this.els) this.resizeObserver.observe(el);
   }
 
   resize() {
-    this.laps.setSize({ width: width(this.els[0]), height: 180 });
-    this.fuel.setSize({ width: width(this.els[1]), height: 180 });
-    this.tyres.setSize({ width: width(this.els[2]), height: 180 });
+    this.all.forEach((chart, i) => chart.setSize({ width: width(this.els[i]), height: HEIGHT }));
   }
 
   // The time-shifted moment ({t, lap}) or null (following live); redraws only the overlay.
@@ -155,7 +197,7 @@ export class Charts {
     const same = (a, b) => (a === null ? b === null : b !== null && a.t === b.t && a.lap === b.lap);
     if (same(this.marker, marker)) return;
     this.marker = marker;
-    for (const chart of [this.laps, this.fuel, this.tyres]) chart.redraw(false);
+    for (const chart of this.all) chart.redraw(false);
   }
 
   // Schedules a redraw from the current store and race tables.
@@ -169,13 +211,26 @@ export class Charts {
     });
   }
 
+  // The unit names in the figure captions (elements marked data-chart-unit="temp|pressure|fuel").
+  _captions() {
+    const names = { temp: tempUnit(), pressure: pressureUnit(), fuel: fuelUnit() };
+    for (const el of document.querySelectorAll("[data-chart-unit]")) {
+      const text = names[el.dataset.chartUnit];
+      if (text && el.textContent !== text) el.textContent = text;
+    }
+  }
+
   _draw(store, race) {
     const [lapX, clean, pitLaps] = lapSeries(race.laps);
     this.laps.setData([lapX, clean, pitLaps]);
 
     const xs = [];
     const fuel = [];
-    const tyres = { fl: [], fr: [], rl: [], rr: [] };
+    const corners = ["fl", "fr", "rl", "rr"];
+    const perCorner = () => ({ fl: [], fr: [], rl: [], rr: [] });
+    const tyres = perCorner();
+    const brakes = perCorner();
+    const pressures = perCorner();
     let lastT = -Infinity;
     for (const f of store.frames) {
       // uPlot needs increasing x; a frame stamped out of order is skipped in the chart only.
@@ -183,11 +238,21 @@ export class Charts {
       lastT = f.t;
       xs.push(f.t);
       const tel = f.telemetry || {};
-      fuel.push(isNum(tel.fuel) && tel.fuel >= 0 ? tel.fuel : null);
+      fuel.push(isNum(tel.fuel) && tel.fuel >= 0 ? fuelValue(tel.fuel) : null);
       const temps = tel.tire_temps || {};
-      for (const c of Object.keys(tyres)) tyres[c].push(knownTemp(temps[c]));
+      const brakeK = tel.brake_temps || {};
+      const press = tel.tire_pressures || {};
+      for (const c of corners) {
+        tyres[c].push(tempValue(knownTemp(temps[c])));
+        brakes[c].push(tempValue(brakeCelsius(brakeK[c])));
+        pressures[c].push(pressureValue(knownPressure(press[c])));
+      }
     }
+    const rows = (byCorner) => [xs, ...corners.map((c) => byCorner[c])];
     this.fuel.setData([xs, fuel]);
-    this.tyres.setData([xs, tyres.fl, tyres.fr, tyres.rl, tyres.rr]);
+    this.tyres.setData(rows(tyres));
+    if (this.brakes) this.brakes.setData(rows(brakes));
+    if (this.pressures) this.pressures.setData(rows(pressures));
+    this._captions();
   }
 }

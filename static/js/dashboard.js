@@ -82,7 +82,13 @@ const state = {
 };
 const store = new FrameStore(config.history_frames || 20000);
 const race = new RaceTables();
-const charts = new Charts({ lapsEl: $("chart-laps"), fuelEl: $("chart-fuel"), tyresEl: $("chart-tyres") });
+const charts = new Charts({
+  lapsEl: $("chart-laps"),
+  fuelEl: $("chart-fuel"),
+  tyresEl: $("chart-tyres"),
+  brakesEl: $("chart-brakes"),
+  pressuresEl: $("chart-pressures"),
+});
 const lapTable = new LapTable($("lap-table"));
 const transport = new Transport($("transport"), {
   onScrub: scrubbed,
@@ -338,35 +344,57 @@ function renderFuel(tel, summary) {
 }
 
 // The rest of the server's strategy: the last lap to box by, what the figures rest on, and fuel to
-// the finish for a target the user types. The server works out fuel to add only for its own
-// configured target (strategy.fuel_to_target for target_laps): for any other target the page
-// says what it would take in words, and never multiplies the figures itself.
+// the finish for a target the user types, which the server works out (`race_strategy`): the page
+// never multiplies the figures itself.
 function renderStrategy(summary, latest) {
   const plan = summary || {};
   setField("box_by_lap", isNum(plan.box_by_lap) ? `lap ${plan.box_by_lap}` : DASH);
-  const strategy = race.strategy;
   // The count of clean laps comes only with race_tables (not with each frame): no count, so that
   // a live page never shows an out-of-date one.
   setField("strategy_basis", latest ? "Per lap and pace: the server's, from its recent clean laps." : "");
-  const typed = $("target-laps").value.trim();
-  const target = typed === "" ? null : Number(typed);
+  const target = typedTarget();
   const result = $("target-result");
   let text = "";
-  if (target !== null && Number.isInteger(target) && target >= 0) {
-    if (strategy.target_laps === target && isNum(strategy.fuel_to_target)) {
-      const need = strategy.fuel_to_target;
-      text = need >= 0 ? `Add ${fmtLitres(need)} for ${target} laps (the server's figure).`
-        : `${fmtLitres(-need)} to spare over ${target} laps (the server's figure).`;
-    } else if (isNum(plan.fuel_per_lap)) {
-      text = `Needs ${target} laps × ${fmtLitres(plan.fuel_per_lap, 2)} per lap, less the fuel on board `
-        + `(the server works out litres to add only for its own target${isNum(strategy.target_laps) ? ` of ${strategy.target_laps} laps` : ""}).`;
-    } else {
+  if (target !== null) {
+    const answer = state.targetAnswer;
+    if (state.replay) {
+      text = "Fuel to a target: for live sessions.";
+    } else if (!answer || answer.target !== target) {
+      text = "Asking the server…";
+    } else if (!isNum(answer.fuel_to_target)) {
       text = "The server has no fuel per lap yet: after the first full lap.";
+    } else {
+      const need = answer.fuel_to_target;
+      text = need >= 0 ? `Add ${fmtLitres(need)} for ${target} more laps.` : `${fmtLitres(-need)} to spare over ${target} more laps.`;
     }
   }
   if (result.textContent !== text) result.textContent = text;
 }
-$("target-laps").addEventListener("input", () => renderTelemetry());
+
+function typedTarget() {
+  const typed = $("target-laps").value.trim();
+  const target = typed === "" ? null : Number(typed);
+  return target !== null && Number.isInteger(target) && target >= 1 ? target : null;
+}
+
+// Asks the server for the fuel to the typed target: when it changes, and again every few
+// seconds while a target is set (fuel on board and fuel per lap move on).
+function askTarget() {
+  const target = typedTarget();
+  if (target === null || state.replay || !state.connected) return;
+  socket.timeout(5000).emit("race_strategy", { session_id: sessionId, target_laps: target }, (err, ack) => {
+    if (err || !ack || !ack.ok || !ack.strategy) return;
+    if (typedTarget() !== target) return;  // the user typed on meanwhile
+    state.targetAnswer = { target, fuel_to_target: ack.strategy.fuel_to_target };
+    renderTelemetry();
+  });
+}
+$("target-laps").addEventListener("input", () => {
+  state.targetAnswer = null;
+  renderTelemetry();
+  askTarget();
+});
+setInterval(askTarget, 5000);
 
 // ---- laps, stints and events: the server's race tables ------------------------------------
 // laps: the rows as of the shown moment (all of them unless time-shifted).
@@ -830,6 +858,7 @@ const unitSelects = { temp: $("unit-temp"), pressure: $("unit-pressure"), fuel: 
       saveUnits(Object.fromEntries(Object.entries(unitSelects).map(([n, el]) => [n, el.value])));
       renderTelemetry();
       renderFeedCard();
+      charts.update(store, race); // the charts plot in the display units too
     });
   }
 }

@@ -38,6 +38,27 @@ export function bareTemp(celsius) {
   return String(Math.round(units.temp === "F" ? celsius * 9 / 5 + 32 : celsius));
 }
 
+// Numbers in the display unit, for the charts (which plot them without a unit in each label).
+export function tempValue(celsius) {
+  return celsius === null || !isNum(celsius) ? null : units.temp === "F" ? celsius * 9 / 5 + 32 : celsius;
+}
+
+export function pressureValue(kpa) {
+  return kpa === null || !isNum(kpa) ? null : units.pressure === "psi" ? kpa / KPA_PER_PSI : kpa;
+}
+
+export function pressureUnit() {
+  return units.pressure === "psi" ? "psi" : "kPa";
+}
+
+export function fuelValue(litres) {
+  return litres === null || !isNum(litres) ? null : units.fuel === "gal" ? litres / LITRES_PER_GALLON : litres;
+}
+
+export function fuelUnit() {
+  return units.fuel === "gal" ? "gal" : "L";
+}
+
 export function isNum(v) {
   return typeof v === "number" && Number.isFinite(v);
 }
