@@ -538,6 +538,9 @@ async def test_recovers_after_server_restart_and_fills_the_gap(tmp_path, clients
             assert await first.astop(signal.SIGTERM) == 0
             await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "reconnecting")
             await expect(page.locator("#conn-badge")).to_contain_text("reconnecting")
+            # Nothing on screen looks live while the server is gone: values greyed, their age shown.
+            await expect(page.locator("#main-grid")).to_have_class("grid dimmed")
+            await expect(page.locator("#conn-badge")).to_contain_text("old")
             await tab.screenshot("dashboard-reconnecting", full_page=False)
 
             # Same port, same session id: the monitor keeps publishing after the restart, and
@@ -550,6 +553,7 @@ async def test_recovers_after_server_restart_and_fills_the_gap(tmp_path, clients
             during = await publish(monitor2, stint(session_id, 3, 4))
             await connected(page)
             await expect(field(page, "lap")).to_have_text("4", timeout=20_000)
+            await expect(page.locator("#main-grid")).not_to_have_class("grid dimmed")
             after = await publish(monitor2, stint(session_id, 5, 5))
             await expect(field(page, "lap")).to_have_text("5")
             await handled(page, after[-1])  # the lap shows with the first of its frames: wait for the last
