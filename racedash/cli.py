@@ -189,7 +189,7 @@ class DemoBanner:
                 server.url,
                 login_url=team_login_url(server.app.access, server.url),
                 dashboards=dashboards,
-                stop_hint="Ctrl-C stops the simulated car and the server.",
+                stop_hint=f"Ctrl-C stops the simulated car{'s' if self.cars > 1 else ''} and the server.",
             )
         )
 
