@@ -68,9 +68,6 @@ class ConnectionGate:
         if self._per_address[address] <= 0:
             del self._per_address[address]
 
-    def open_from(self, address: str) -> int:
-        return self._per_address.get(address, 0)
-
 
 class _CountedStream(tornado.iostream.IOStream):
     """An IOStream that tells the gate when its socket closes (exactly once)."""

@@ -97,23 +97,18 @@ function td(text, className) {
 function timeCell({ row, stintBest, driverBest }) {
   const cell = td(fmtLapTime(isNum(row.time) && row.time > 0 ? row.time : null), "num");
   // A symbol and words for the bests, not only a colour.
-  if (driverBest) {
-    const mark = document.createElement("span");
-    mark.className = "best-mark driver-best";
-    mark.textContent = " ★";
-    mark.title = "driver best";
-    mark.setAttribute("aria-label", "driver best");
-    cell.append(mark);
-  }
-  if (stintBest) {
-    const mark = document.createElement("span");
-    mark.className = "best-mark stint-best";
-    mark.textContent = " ◆";
-    mark.title = "stint best";
-    mark.setAttribute("aria-label", "stint best");
-    cell.append(mark);
-  }
+  if (driverBest) cell.append(bestMark("driver-best", " ★", "driver best"));
+  if (stintBest) cell.append(bestMark("stint-best", " ◆", "stint best"));
   return cell;
+}
+
+function bestMark(kind, symbol, words) {
+  const mark = document.createElement("span");
+  mark.className = `best-mark ${kind}`;
+  mark.textContent = symbol;
+  mark.title = words;
+  mark.setAttribute("aria-label", words);
+  return mark;
 }
 
 function flagsCell(row) {
