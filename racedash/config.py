@@ -185,6 +185,13 @@ class Settings:
         "flush recordings; exit at the latest this many seconds after the signal",
     )
 
+    # --- several processes (docs/scaling.md) ----------------------------------
+    redis_url: str = _setting(
+        "", "Redis shared by every process of one deployment, e.g. redis://127.0.0.1:6379/0 (empty: one process, all in memory)",
+        secret=True,
+    )
+    redis_prefix: str = _setting("racedash:", "prefix of every Redis key and channel this deployment uses")
+
     # --- logging -------------------------------------------------------------
     log_level: str = _setting("INFO", "logging level")
     log_format: str = _setting("text", "log line format: text (readable) or json (one object per line, for log shippers)")
