@@ -43,6 +43,12 @@ setup(
         # GET /metrics: the standard Prometheus exposition format (and a parser for
         # the tests) from the reference library, rather than hand-written.
         "prometheus-client==0.21.1",
+        # Several processes behind one URL (--redis-url): Redis is the engine they share
+        # (python-socketio's AsyncRedisManager needs redis-py too), never a home-made bus.
+        "redis==7.4.1",
+        # Every process reads every room's frames off one subscription and drops those it has
+        # no viewer of: hiredis parses them in C (a few µs each instead of redis-py's tens).
+        "hiredis==3.5.0",
     ],
     extras_require={
         # benchmarks/ only: `loadgen --profile` / `suite --profile` record the server with py-spy.

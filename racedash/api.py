@@ -2,7 +2,10 @@
 
 Every handler derives from :class:`ApiHandler`, whose ``prepare`` applies the
 access policy it was given, in one place: :func:`racedash.app.make_app`
-passes :func:`team_only` (docs/security.md).
+passes :func:`team_only` (docs/security.md). The policy names who is asking
+(a :class:`~racedash.auth.Principal`); on a server hosting several teams a
+team sees only its own recordings, and another team's answers exactly as a
+missing one does (404, same body): its existence is never confirmed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import aiofiles
 import tornado.iostream
 import tornado.web
 
-from racedash.auth import TeamAccess
+from racedash.auth import ADMIN, Principal, TeamAccess
 from racedash.errors import InvalidSessionId, UnknownRecording
 from racedash.ids import parse_session_id
 from racedash.race import RaceOptions
@@ -24,7 +27,7 @@ from racedash.recording.files import NotARegularFile, open_regular
 from racedash.recording.format import RecordingFormatError
 from racedash.recording.race import cached_tables as fresh_race_tables
 from racedash.recording.race import load_tables
-from racedash.recording.store import RecordingStore
+from racedash.recording.store import NO_RECORDING, RecordingStore
 from racedash.teamview import best_lap_time
 from racedash.web import BaseHandler
 
@@ -32,34 +35,46 @@ log = logging.getLogger(__name__)
 
 DOWNLOAD_CHUNK = 256 * 1024
 
-AccessPolicy = Callable[[tornado.web.RequestHandler], None]
+AccessPolicy = Callable[[tornado.web.RequestHandler], Principal]
 
 
-def open_access(handler: tornado.web.RequestHandler) -> None:
+def open_access(handler: tornado.web.RequestHandler) -> Principal:
     """Whoever reaches the server may read recordings (for embedding the API behind other access control).
 
-    A policy refuses a request by raising (e.g. ``tornado.web.HTTPError(403)``).
+    A policy returns who is asking, or refuses the request by raising (e.g. ``tornado.web.HTTPError(403)``).
     """
+    return ADMIN
 
 
 def team_only(access: TeamAccess) -> AccessPolicy:
     """Recordings belong to the team (docs/security.md): a team cookie or bearer token is required."""
 
-    def policy(handler: tornado.web.RequestHandler) -> None:
-        if not access.is_team_request(handler):
+    def policy(handler: tornado.web.RequestHandler) -> Principal:
+        principal = access.principal(handler)
+        if principal is None:
             raise tornado.web.HTTPError(401, reason="Team login required")
+        return principal
 
     return policy
 
 
 class ApiHandler(BaseHandler):
+    principal: Principal
+
     def initialize(self, store: RecordingStore, access: AccessPolicy = open_access) -> None:
         self.store = store
         self.access = access
 
     def prepare(self) -> None:
         self.set_header("Cache-Control", "no-store")
-        self.access(self)
+        self.principal = self.access(self)
+
+    async def visible_recording(self, raw: str) -> str:
+        """The recording's id if the caller may see it; else UnknownRecording, as for a missing one."""
+        session_id = self.recording_id(raw)
+        if not self.principal.admin and not self.principal.sees(await self.store.team_of(session_id)):
+            raise UnknownRecording(NO_RECORDING)
+        return session_id
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # send_error cleared the headers; a 404 is cacheable by default, and the recording may appear later.
@@ -85,7 +100,7 @@ class RecordingsHandler(ApiHandler):
         self.publisher_connected = publisher_connected
 
     async def get(self) -> None:
-        recordings = await self.store.list()
+        recordings = [r for r in await self.store.list() if self.principal.sees(r["team"])]
         await asyncio.to_thread(self._add_best_laps, recordings)
         if self.publisher_connected is not None:
             # "live" is a monitor publishing now, not merely a recording still open (docs/protocol.md, "Team view").
@@ -106,7 +121,7 @@ class RecordingsHandler(ApiHandler):
 
 class RecordingHandler(ApiHandler):
     async def get(self, raw_id: str) -> None:
-        metadata = await self.store.metadata(self.recording_id(raw_id))
+        metadata = await self.store.metadata(await self.visible_recording(raw_id))
         self.write_json({"ok": True, "recording": metadata})
 
 
@@ -114,7 +129,7 @@ class RecordingDownloadHandler(ApiHandler):
     """The recording as JSON lines, streamed, up to its last complete line (a torn tail is left out)."""
 
     async def get(self, raw_id: str) -> None:
-        session_id = self.recording_id(raw_id)
+        session_id = await self.visible_recording(raw_id)
         path, end = await self.store.download_extent(session_id)
         # The descriptor checked to be a regular file (not a link, not a pipe) is the one read.
         try:
@@ -149,7 +164,7 @@ class LapsExportHandler(ApiHandler):
 
     async def race_tables(self, raw_id: str) -> tuple[str, dict[str, Any]]:
         """(session id, tables); the path comes from the validated id only."""
-        session_id = self.recording_id(raw_id)
+        session_id = await self.visible_recording(raw_id)
         path = self.store.existing_path(session_id)
         try:
             # A scan of the whole file when the sidecar is stale: never on the event loop.

@@ -19,6 +19,7 @@ from racedash.accesslog import make_log_function
 from racedash.api import api_routes, team_only
 from racedash.auth import LoginThrottle, TeamAccess
 from racedash.broadcast import Broadcaster
+from racedash.cluster import Cluster, client_manager, make_cluster
 from racedash.config import Settings, SettingsError
 from racedash.fanout import make_broadcaster
 from racedash.history import HistoryOptions, SessionHistory
@@ -28,6 +29,7 @@ from racedash.live import LiveNamespace
 from racedash.logbudget import RefusalLog
 from racedash.metrics import Metrics, StateCollector, metrics_routes
 from racedash.packets import FastJsonPacket
+from racedash.pagestate import DashboardState
 from racedash.race import RaceOptions
 from racedash.racefeed import RaceFeed, race_options
 from racedash.recording.recorder import Recorder
@@ -41,6 +43,7 @@ from racedash.replay.player import ReplayOptions
 from racedash.rights import PublishRights
 from racedash.sessions import SessionRegistry
 from racedash.socketserver import GuardedServer
+from racedash.teams import MonitorTeams, SqliteTeamBackend, TeamDirectory, db_path
 from racedash.teamview import team_routes
 from racedash.transport import WebSocketHook, socketio_handler
 from racedash.validation import Validators
@@ -53,6 +56,7 @@ from racedash.web import (
     ReadinessHandler,
     RecordingsPageHandler,
     ServerStatus,
+    StaticHandler,
     StatusPageHandler,
     ui_config,
 )
@@ -82,6 +86,7 @@ class Racedash:
     recorder: Recorder | None = None
     retention: Retention | None = None
     metrics: Metrics | None = None
+    cluster: Cluster | None = None  # several processes on Redis (None: this process alone)
 
     def start_background(self) -> None:
         """Start the periodic jobs; call once the event loop runs."""
@@ -97,6 +102,8 @@ class Racedash:
             self.replays.start_background()
         if self.metrics is not None:
             self._own(asyncio.create_task(self.metrics.watch_event_loop(), name="racedash-loop-lag"))
+        if self.cluster is not None:
+            self.cluster.start()
 
     def _own(self, task: asyncio.Task) -> None:
         self.tasks.add(task)
@@ -145,6 +152,8 @@ class Racedash:
             await self.transport.close()
         if self.recorder is not None:
             await self.recorder.close()
+        if self.cluster is not None:
+            await self.cluster.close(self.sio)
 
 
 def exempt_addresses(settings: Settings) -> frozenset[str]:
@@ -162,20 +171,27 @@ def make_app(settings: Settings) -> Racedash:
     refusals = RefusalLog(logging.getLogger("racedash.refused"))
     sio = GuardedServer(
         refusals=refusals,
+        node_name=settings.node_name,  # sids "<node_name>.…": the load balancer's routing key
         async_mode="tornado",
         max_http_buffer_size=settings.max_message_bytes,
         cors_allowed_origins=_cors_origins(settings),
         logger=False,
         engineio_logger=False,
         serializer=FastJsonPacket,
+        client_manager=client_manager(settings.redis_url, settings.redis_prefix),
     )
     secret = load_or_create_secret(settings.secret, settings.state_dir, settings.recordings_dir)
-    rights = PublishRights(derive(secret, "publish-token"), settings.publish_auth, settings.compat_takeover_seconds)
-    access = TeamAccess(settings.team_token, derive(secret, "team-cookie"))
+    teams = TeamDirectory(SqliteTeamBackend(db_path(settings.state_dir)))  # none until `racedash team add`
+    rights = PublishRights(derive(secret, "publish-token"), settings.publish_auth, settings.compat_takeover_seconds,
+                           teams=MonitorTeams(teams, required=settings.require_team))
+    access = TeamAccess(settings.team_token, derive(secret, "team-cookie"), teams)
     store = RecordingStore(settings.recordings_dir)
     recorder = _make_recorder(settings, store) if settings.recording_enabled else None
     transport = WebSocketHook(sio.eio, nodelay=settings.tcp_nodelay, driven=settings.websocket_driver)
     broadcaster = make_broadcaster(sio, transport, settings)
+    cluster = make_cluster(settings, broadcaster)
+    if cluster is not None:
+        broadcaster = cluster.broadcaster  # every room emit also reaches the other processes' viewers
     race = None
     if settings.race_model:
         race = RaceFeed(
@@ -187,7 +203,12 @@ def make_app(settings: Settings) -> Racedash:
     recording_hooks = {}
     if recorder is not None:
         store.live_summaries = recorder.live_summaries
+        # A new recording's header names its session's team (set before its first frame).
+        recorder.team_of = lambda session_id: getattr(registry.get(session_id), "team", None)
         recording_hooks = {"sink": recorder, "restore": _resume_with_race(recorder, race)}
+    if cluster is not None:
+        # Taken up from the recording, then completed with the frames only Redis has yet.
+        recording_hooks["restore"] = cluster.restorer(recording_hooks.get("restore", _restore_nothing))
     registry = SessionRegistry(
         token_for=rights.token_for,
         ring_size=settings.ring_frames,
@@ -197,6 +218,9 @@ def make_app(settings: Settings) -> Racedash:
         **recording_hooks,
     )
     status = ServerStatus(registry)
+    if cluster is not None:
+        status.redis_up = cluster.up
+        cluster.bind(registry, race, recorder, disconnect=sio.disconnect, stale_seconds=settings.ui_stale_seconds)
     if recorder is not None:
         recorder.problems = status.problems  # disk trouble shows on /healthz and the status page
         status.recordings_dir = settings.recordings_dir  # /healthz/ready: recordings must be writable
@@ -229,7 +253,10 @@ def make_app(settings: Settings) -> Racedash:
     )
     replays = make_replays(settings, broadcaster, registry, race_options(settings))
     metrics = _make_metrics(status, broadcaster, replays, recorder)
-    replay_events = ReplayEvents(replays, sio, access=access, max_viewers=settings.viewers_per_session)
+    replay_events = ReplayEvents(replays, sio, access=access, max_viewers=settings.viewers_per_session,
+                                 owner_of=store.team_of)
+    if cluster is not None:
+        cluster.bind_replays(replays, sio, replay_events)
     sio.register_namespace(
         LiveNamespace(
             registry=registry,
@@ -245,6 +272,7 @@ def make_app(settings: Settings) -> Racedash:
             race=race,
             refusals=refusals,
             metrics=metrics,
+            cluster=cluster,
         )
     )
     deps = {"status": status}
@@ -263,17 +291,18 @@ def make_app(settings: Settings) -> Racedash:
                     "secure_cookies": settings.public_url.startswith("https://"),
                 },
             ),
-            (r"/dashboard/([^/]+)", DashboardHandler, {"ui_config": ui_config(settings)}),
+            (r"/dashboard/([^/]+)", DashboardHandler, {"ui_config": ui_config(settings), "page_state": DashboardState(registry, history, race)}),
             (r"/recordings", RecordingsPageHandler, {"access": access}),
-            *team_routes(registry, race, access, settings.ui_stale_seconds),
+            *team_routes(registry, race, access, settings.ui_stale_seconds, cluster),
             *api_routes(store, access=team_only(access), race_options=race_options(settings),
                         publisher_connected=lambda session_id: _is_live(registry, session_id)),
-            *replay_routes(replays, access, settings.public_url),
-            *metrics_routes(metrics, access, public=settings.metrics_public),
+            *replay_routes(replays, access, settings.public_url, owner_of=store.team_of),
+            *metrics_routes(metrics, access.admin_only(), public=settings.metrics_public),
             (r"/socket.io/", socketio_handler(sio, _cors_origins(settings), one_read=transport.driven)),
         ],
         template_path=str(paths.templates_dir()),
         static_path=str(paths.static_dir()),
+        static_handler_class=StaticHandler,
         default_handler_class=NotFoundHandler,
         websocket_max_message_size=settings.max_message_bytes,
         compress_response=True,
@@ -298,6 +327,7 @@ def make_app(settings: Settings) -> Racedash:
         race=race,
         limits=limits,
         metrics=metrics,
+        cluster=cluster,
     )
 
 
@@ -316,6 +346,10 @@ def _make_metrics(
             replay_seeks=replays.seek_totals,
         )
     )
+
+
+async def _restore_nothing(session_id: str) -> None:
+    return None
 
 
 def _resume_with_race(recorder: Recorder, race: RaceFeed | None):

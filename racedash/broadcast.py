@@ -13,9 +13,15 @@ import socketio
 
 
 class Broadcaster(Protocol):
+    """``to_*`` encode ``data``; ``*_message`` send a message already encoded (racedash.wire)."""
+
     async def to_room(self, room: str, event: str, data: Any) -> None: ...
 
     async def to_client(self, sid: str, event: str, data: Any) -> None: ...
+
+    async def room_message(self, room: str, event: str, message: bytes) -> None: ...
+
+    async def client_message(self, sid: str, event: str, message: bytes) -> None: ...
 
 
 class SocketIOBroadcaster:
@@ -29,3 +35,11 @@ class SocketIOBroadcaster:
 
     async def to_client(self, sid: str, event: str, data: Any) -> None:
         await self._sio.emit(event, data, to=sid)
+
+    async def room_message(self, room: str, event: str, message: bytes) -> None:
+        text = message[1:].decode()  # engine.io adds the MESSAGE type ("4") back
+        for _sid, eio_sid in list(self._sio.manager.get_participants("/", room)):
+            await self._sio.eio.send(eio_sid, text)
+
+    async def client_message(self, sid: str, event: str, message: bytes) -> None:
+        await self.room_message(sid, event, message)  # every client is in a room named after its sid

@@ -39,6 +39,25 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _team(args: argparse.Namespace) -> int:
+    """``racedash team add|list|rotate|remove``: the teams of the server using the same state directory."""
+    from racedash.teams import commands
+
+    settings = Settings.from_args(args)
+    admin = commands.team_admin(settings)
+    if args.team_command == "add":
+        print(commands.added(settings, *admin.add(args.name)))
+    elif args.team_command == "list":
+        print(commands.listed(admin.list()))
+    elif args.team_command == "rotate":
+        both = not (args.login or args.publish)
+        record, credentials = admin.rotate(args.name, login=args.login or both, publish=args.publish or both)
+        print(commands.rotated(settings, record, credentials))
+    else:
+        print(commands.removed(admin.remove(args.name)))
+    return 0
+
+
 def _replay(args: argparse.Namespace) -> int:
     import socketio
 
@@ -290,7 +309,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     Settings.add_arguments(config)
     config.set_defaults(run=_config)
+
+    _add_team_parser(commands)
     return parser
+
+
+def _add_team_parser(commands: argparse._SubParsersAction) -> None:
+    team = commands.add_parser(
+        "team",
+        help="manage the teams hosted on this server (add, list, rotate, remove)",
+        description="Teams on one server: each has its own login token (its sessions and recordings only) and "
+        "publish key (in its monitors' server URL). Kept in the state directory; a running server sees changes "
+        "at once. With no team, the server runs as one team, as before.",
+    )
+    actions = team.add_subparsers(dest="team_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add a team; prints its login link and monitor URL (once)")
+    add.add_argument("name", help="the team's name (unique, case-insensitive)")
+    listing = actions.add_parser("list", help="list the teams (never their tokens)")
+    rotate = actions.add_parser(
+        "rotate", help="new login token and/or publish key; the old ones stop working (default: both)"
+    )
+    rotate.add_argument("name")
+    rotate.add_argument("--login", action="store_true", help="rotate the login token (logs its browsers out)")
+    rotate.add_argument("--publish", action="store_true", help="rotate the publish key (monitors need the new URL)")
+    remove = actions.add_parser("remove", help="remove a team; its recordings stay, for the admin only")
+    remove.add_argument("name")
+    for action in (add, listing, rotate, remove):
+        Settings.add_arguments(action)  # --state-dir, --config, --public-url: as `serve` reads them
+        action.set_defaults(run=_team)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -122,7 +122,11 @@ class Settings:
         "", "server secret for publish tokens and login cookies (default: generated and kept in the state dir)", secret=True
     )
     team_token: str = _setting(
-        "", "team access token for recordings and replays (default: generated at start and printed)", secret=True
+        "", "team access token for recordings and replays (default: generated at start and printed); "
+        "with teams (racedash team add) the admin's, who sees every team", secret=True
+    )
+    require_team: bool = _setting(
+        False, "refuse publishing from a monitor whose server URL carries no team key (?team=KEY, racedash team add)"
     )
     events_per_second: float = _setting(100.0, "events one connection may send per second (token bucket rate)")
     event_burst: float = _setting(200.0, "events one connection may send in a burst")
@@ -191,6 +195,13 @@ class Settings:
         secret=True,
     )
     redis_prefix: str = _setting("racedash:", "prefix of every Redis key and channel this deployment uses")
+    cluster_lease_seconds: float = _setting(
+        5.0, "with Redis: a session's writer lease; after its process dies, another takes the session over within this"
+    )
+    node_name: str = _setting(
+        "", "this process's name among several behind one URL ([a-z0-9], at most 16): Engine.IO session ids start "
+        "with '<name>.' so the load balancer routes each session's requests back here (empty: ids unchanged)",
+    )
 
     # --- logging -------------------------------------------------------------
     log_level: str = _setting("INFO", "logging level")

@@ -43,14 +43,12 @@ changes them, and at run time a version mismatch switches the direct path off
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import engineio.packet
-import orjson
 import socketio
 import tornado.iostream
 
@@ -64,22 +62,9 @@ from racedash.transport.frames import (
     websocket_frame,
 )
 from racedash.transport.versions import VERIFIED_VERSIONS, installed_versions, versions_verified
+from racedash.wire import event_message as encode_event  # noqa: F401 - also this module's public name
 
 log = logging.getLogger(__name__)
-
-
-def encode_event(event: str, data: Any) -> bytes:
-    """The Engine.IO message carrying a Socket.IO EVENT on ``/``: ``42["event",data]``, UTF-8.
-
-    orjson is ~10x faster than json; it refuses integers beyond 64 bits, which
-    a JSON payload may carry, and then the standard encoder (python-socketio's
-    own) is used.
-    """
-    try:
-        body = orjson.dumps([event, data])
-    except TypeError:
-        body = json.dumps([event, data], separators=(",", ":")).encode()
-    return b"42" + body
 
 
 class _Frame:
@@ -178,9 +163,24 @@ class FanoutBroadcaster:
     async def to_client(self, sid: str, event: str, data: Any) -> None:
         self.send(sid, event, data)  # every client is in a room named after its sid
 
+    async def room_message(self, room: str, event: str, message: bytes) -> None:
+        self.send_message(room, event, message)
+
+    async def client_message(self, sid: str, event: str, message: bytes) -> None:
+        self.send_message(sid, event, message)
+
     def send(self, room: str, event: str, data: Any) -> None:
         """Deliver one event to every member of ``room``, synchronously (see module doc)."""
-        frame = _Frame(event, encode_event(event, data))
+        self.send_message(room, event, encode_event(event, data))
+
+    def has_members(self, room: str) -> bool:
+        """Whether ``room`` has a client connected to this process."""
+        ns_rooms = self._sio.manager.rooms.get(self._namespace)
+        return bool(ns_rooms and ns_rooms.get(room))
+
+    def send_message(self, room: str, event: str, message: bytes) -> None:
+        """Deliver an encoded event (``42[...]``) to every member of ``room``, synchronously."""
+        frame = _Frame(event, message)
         ns_rooms = self._sio.manager.rooms.get(self._namespace)
         members = ns_rooms.get(room) if ns_rooms else None
         if not members:
@@ -266,14 +266,15 @@ class FanoutBroadcaster:
 
 
 def make_broadcaster(sio: socketio.AsyncServer, hook: WebSocketHook, settings: Any) -> Any:
-    """The broadcaster ``settings`` ask for."""
+    """The local broadcaster ``settings`` ask for (racedash.cluster wraps it when Redis is set)."""
     from racedash.broadcast import SocketIOBroadcaster
 
-    if not settings.fast_fanout:
+    if not settings.fast_fanout and not settings.redis_url:
         return SocketIOBroadcaster(sio)
     return FanoutBroadcaster(
         sio,
         hook,
+        fast_path=settings.fast_fanout,
         max_pending_bytes=settings.slow_consumer_max_bytes,
         lag_disconnect_seconds=settings.slow_consumer_disconnect_seconds,
     )

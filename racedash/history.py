@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from racedash.recording.store import RecordingStore
-from racedash.sessions import TELEMETRY, Frame, Session, frame_event
+from racedash.sessions import TELEMETRY, Frame, Session
+from racedash.wire import EVENT_OF_KIND, frame_message, history_message, history_point, setup_value
 
 log = logging.getLogger(__name__)
 
 YIELD_EVERY = 64  # frames sent to one joiner between two turns of the event loop
 
-Send = Callable[[str, Any], Awaitable[None]]
+Send = Callable[[str, bytes], Awaitable[None]]  # (event, message encoded by racedash.wire)
 Enter = Callable[[], Awaitable[None]]
 Flush = Callable[[str], Awaitable[bool]]
 
@@ -46,6 +47,34 @@ class JoinResult:
     seq: int  # the last seq this viewer has been sent before live frames
     missed: int | None  # frames sent for last_seq, or None when it got the state instead
     history: int  # telemetry_history points sent
+
+
+@dataclass
+class HistoryPayload:
+    """A ``telemetry_history`` event, encoded from its frames' bytes when it is sent."""
+
+    session_id: str
+    window_seconds: float
+    count: int  # telemetry frames in the window
+    frames: list[Frame]  # the points sent (downsampled when fewer than count)
+
+    def _head(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "window_seconds": self.window_seconds,
+            "count": self.count,
+            "downsampled": len(self.frames) < self.count,
+        }
+
+    def message(self) -> bytes:
+        """The event as sent: its points cut from the frames' JSON, never decoded."""
+        return history_message(self._head(), (history_point(f) for f in self.frames))
+
+    def body(self) -> dict[str, Any]:
+        return {
+            **self._head(),
+            "frames": [{"seq": f.seq, "t": f.received, "telemetry": f.payload.get("telemetry")} for f in self.frames],
+        }
 
 
 def downsample(frames: list[Frame], max_points: int) -> list[Frame]:
@@ -84,18 +113,24 @@ class SessionHistory:
         if missed is None:
             upto = session.next_seq - 1
             telemetry = session.telemetry
-            points = await self.history_payload(session, upto)
-            # Every setup so far, oldest first, so the page can list each change.
+            points = await self.history_points(session, upto)
+            # Every setup so far, oldest first, so the page can list each change; a setup re-sent
+            # unchanged (the monitor sends its setup again on every reconnect) is not a change.
+            sent = None
             for setup_frame in list(session.setups):
-                await send(*frame_event(session.id, setup_frame))
-            if points["frames"]:
-                history = len(points["frames"])
-                await send("telemetry_history", points)
+                value = setup_value(setup_frame)
+                if sent is not None and value == sent:
+                    continue
+                sent = value
+                await self._send_frame(session, setup_frame, send)
+            if points.frames:
+                history = len(points.frames)
+                await send("telemetry_history", points.message())
             if telemetry is not None:
-                await send(*frame_event(session.id, telemetry))
+                await self._send_frame(session, telemetry, send)
         else:
             for count, frame in enumerate(missed, 1):
-                await send(*frame_event(session.id, frame))
+                await self._send_frame(session, frame, send)
                 if count % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # a long gap-fill must not hold up other sessions' live frames
             upto = missed[-1].seq if missed else last_seq  # type: ignore[assignment]
@@ -126,9 +161,13 @@ class SessionHistory:
             if not newer:
                 return upto
             for frame in newer:
-                await send(*frame_event(session.id, frame))
+                await self._send_frame(session, frame, send)
                 upto = frame.seq
         return upto
+
+    @staticmethod
+    async def _send_frame(session: Session, frame: Frame, send: Send) -> None:
+        await send(EVENT_OF_KIND[frame.kind], frame_message(session.id, frame))
 
     async def missed(self, session: Session, last_seq: int) -> list[Frame] | None:
         """Frames after ``last_seq``; None when they cannot be sent (then the viewer gets the state)."""
@@ -167,16 +206,14 @@ class SessionHistory:
             last = older[-1].seq
 
     # -- telemetry_history -------------------------------------------------------------
-    async def history_payload(self, session: Session, upto: int) -> dict[str, Any]:
+    async def history_points(self, session: Session, upto: int) -> "HistoryPayload":
         """The ``telemetry_history`` event: telemetry of the last ``window_seconds`` before the latest frame."""
         points, count = await self.recent_telemetry(session, upto)
-        return {
-            "session_id": session.id,
-            "window_seconds": self.options.window_seconds,
-            "count": count,
-            "downsampled": len(points) < count,
-            "frames": [{"seq": f.seq, "t": f.received, "telemetry": f.payload.get("telemetry")} for f in points],
-        }
+        return HistoryPayload(session.id, self.options.window_seconds, count, points)
+
+    async def history_payload(self, session: Session, upto: int) -> dict[str, Any]:
+        """:meth:`history_points` as the event's decoded body."""
+        return (await self.history_points(session, upto)).body()
 
     async def recent_telemetry(self, session: Session, upto: int) -> tuple[list[Frame], int]:
         """(points, count): at most ``max_points`` frames spread over the window, and how many it holds.

@@ -10,7 +10,7 @@ python-socketio, so one bad client never costs another anything.
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 
 import socketio
 
@@ -24,8 +24,12 @@ from racedash.logbudget import RefusalLog
 from racedash.metrics import MetricsHooks, NoMetrics
 from racedash.rights import PublishRights
 from racedash.racefeed import RaceFeed
-from racedash.sessions import SETUP, TELEMETRY, Frame, Session, SessionRegistry, frame_event
-from racedash.validation import Validators, recordable_json
+from racedash.sessions import SETUP, TELEMETRY, Frame, Session, SessionRegistry
+from racedash.validation import Validators, recordable_payload
+from racedash.wire import EVENT_OF_KIND, frame_message
+
+if TYPE_CHECKING:
+    from racedash.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +73,11 @@ class LiveNamespace(socketio.AsyncNamespace):
         race: RaceFeed | None = None,
         refusals: RefusalLog | None = None,
         metrics: "MetricsHooks | None" = None,
+        cluster: "Cluster | None" = None,
     ) -> None:
         super().__init__(namespace)
         self.metrics = metrics or NoMetrics()
+        self.cluster = cluster  # several processes on Redis: who writes a session, and its frames to the others
         self.registry = registry
         self.race = race
         self.refusals = refusals or RefusalLog(log)
@@ -124,7 +130,8 @@ class LiveNamespace(socketio.AsyncNamespace):
 
     def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
         self.limits.bind(sid, environ.get("REMOTE_ADDR"))
-        self.rights.bind(sid, environ.get("REMOTE_ADDR"))
+        # The team key a monitor's server URL may carry (?team=KEY) arrives in the handshake's query.
+        self.rights.bind(sid, environ.get("REMOTE_ADDR"), environ.get("QUERY_STRING"))
         host = environ.get("HTTP_HOST")
         scheme = environ.get("wsgi.url_scheme", "http")
         self._base_urls[sid] = self.public_url or (f"{scheme}://{host}" if host else "")
@@ -148,14 +155,18 @@ class LiveNamespace(socketio.AsyncNamespace):
             log.info("publisher of session %s disconnected", session.id[:8])
             if self.race is not None:
                 await self.race.publisher_gone(session.id)
+            if self.cluster is not None:
+                await self.cluster.publisher_gone(session)
 
     # -- monitor events -------------------------------------------------------
     async def request_session_id(self, sid: str, payload: Any) -> dict:
         if payload is not None and not isinstance(payload, dict):
             raise InvalidPayload("request_session_id payload must be an object or absent")
+        team = self.rights.team_for_new_session(sid)
         session_id = new_session_id()
         self.limits.check_new_session(sid, session_id)
         session = self.registry.create(publisher_sid=sid, session_id=session_id)
+        session.team = team
         self.rights.claimed(session, sid)
         assigned = {
             "session_id": session.id,
@@ -173,8 +184,9 @@ class LiveNamespace(socketio.AsyncNamespace):
 
     async def _publish(self, sid: str, kind: str, payload: dict, max_bytes: int | None = None) -> dict:
         # Never recorded: whoever can read a recording must not be able to publish.
+        self.rights.check_team_key(sid)  # a bad or missing team key: refused before any work
         token = payload.pop("publish_token", None) or self._auth_tokens.get(sid)
-        data_json = recordable_json(payload, f"{kind} event")
+        data_json, tail_at = recordable_payload(kind, payload)
         if max_bytes is not None and len(data_json) > max_bytes:
             raise LimitExceeded(f"{kind} larger than {max_bytes} bytes")
         session_id = self.validators.session_id_of(payload)
@@ -183,13 +195,18 @@ class LiveNamespace(socketio.AsyncNamespace):
         self.rights.check(session, sid, token)
         if session.publisher_sid != sid:
             self.rights.claimed(session, sid)
-        frame = self.registry.publish(session, kind, payload, sid, data_json)
+        if self.cluster is not None:
+            await self.cluster.claim(session)  # one writer per session: this process, from now on
+        frame = self.registry.publish(session, kind, payload, sid, data_json, tail_at)
         self.metrics.on_frame(kind)
         race_events = self.race.feed(session, frame, payload) if self.race is not None else []
-        event, data = frame_event(session.id, frame)
-        if kind == TELEMETRY and self.race is not None:
-            data["race"] = self.race.frame_summary(session.id)  # additive: the strategy as of this frame
-        await self.broadcaster.to_room(session.id, event, data)
+        # Additive on telemetry: the race model's strategy as of this frame.
+        race = self.race.frame_summary(session.id) if kind == TELEMETRY and self.race is not None else None
+        message = frame_message(session.id, frame, race)
+        if self.cluster is not None:
+            await self.cluster.publish_frame(session, frame, message)  # acknowledged once Redis has it too
+        else:
+            await self.broadcaster.room_message(session.id, EVENT_OF_KIND[kind], message)
         if race_events:
             await self.race.announce(session.id, race_events)  # type: ignore[union-attr]
         return {"ok": True, "seq": frame.seq}
@@ -210,7 +227,7 @@ class LiveNamespace(socketio.AsyncNamespace):
         joined = await self.history.join(
             session,
             last_seq,
-            send=lambda event, data: self.broadcaster.to_client(sid, event, data),
+            send=lambda event, message: self.broadcaster.client_message(sid, event, message),
             enter=lambda: self.enter_room(sid, session.id),
         )
         if self.race is not None:

@@ -79,6 +79,12 @@ class RaceFeed:
             return
         self._models[session_id] = model
 
+    def feed_quietly(self, session_id: str, frame: Frame) -> None:
+        """Take in a frame another process stamped (racedash.cluster): its events reach the room from there."""
+        model = self.model(session_id)
+        if frame.seq > model.seq:  # a model rebuilt from the recording may know it already
+            model.feed(frame.seq, frame.kind, frame.payload, frame.received)
+
     def feed(self, session: Session, frame: Frame, payload: dict[str, Any]) -> list[dict[str, Any]]:
         """The events one accepted frame causes. Synchronous: call right after stamping it."""
         return self.model(session.id).feed(frame.seq, frame.kind, payload, frame.received)

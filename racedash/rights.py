@@ -3,6 +3,8 @@
 A session's ``publish_token`` is an HMAC of its id under the server secret, so
 it survives restarts without being stored anywhere a viewer could read it: a
 monitor that reconnects after a restart can still prove it is the publisher.
+On a server hosting several teams, the team key in the monitor's URL decides
+the team a session belongs to (:class:`racedash.teams.MonitorTeams`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Callable
 from racedash.config import SettingsError
 from racedash.errors import NotPublisher
 from racedash.sessions import Session
+from racedash.teams.monitors import MonitorTeams
 
 COMPAT = "compat"
 TOKEN = "token"
@@ -24,7 +27,7 @@ MODES = (COMPAT, TOKEN)
 
 class PublishRights:
     def __init__(self, secret: bytes, mode: str = COMPAT, takeover_seconds: float = 120.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, teams: MonitorTeams | None = None) -> None:
         if mode not in MODES:
             raise SettingsError(f"publish_auth must be one of {', '.join(MODES)}, not {mode!r}")
         self._secret = secret
@@ -34,10 +37,21 @@ class PublishRights:
         self._clock = clock
         self._viewers: set[str] = set()
         self._addresses: dict[str, str] = {}  # sid -> client address
+        self.teams = teams or MonitorTeams(None)
 
-    def bind(self, sid: str, address: str | None) -> None:
+    def bind(self, sid: str, address: str | None, query_string: str | None = None) -> None:
+        """A new connection: its client address, and the team key its URL carries (``?team=KEY``)."""
         if address:
             self._addresses[sid] = address
+        self.teams.bind(sid, query_string)
+
+    def check_team_key(self, sid: str) -> None:
+        """Refuse at once a connection whose team key is bad, or missing where one is required."""
+        self.teams.check_connection(sid)
+
+    def team_for_new_session(self, sid: str) -> str | None:
+        """The team a session this connection creates belongs to (its key checked again: it may be rotated)."""
+        return self.teams.team_of(sid)
 
     def token_for(self, session_id: str) -> str:
         digest = hmac.new(self._secret, session_id.encode(), hashlib.sha256).digest()
@@ -53,18 +67,25 @@ class PublishRights:
     def forget(self, sid: str) -> None:
         self._viewers.discard(sid)
         self._addresses.pop(sid, None)
+        self.teams.forget(sid)
 
     def check(self, session: Session, sid: str, token: object | None) -> None:
         """Raise NotPublisher unless ``sid`` may publish into ``session`` now.
 
-        The caller makes ``sid`` the session's publisher when this returns.
+        The caller makes ``sid`` the session's publisher when this returns. A
+        connection taking a session up also gives it its team, or is refused
+        when the session is another team's (a session's team never changes).
         """
+        self.teams.check_connection(sid)
         if token is not None:
-            if self.is_valid_token(session.id, token):
-                return
-            raise NotPublisher("publish_token does not match this session")
-        if session.publisher_sid == sid:
-            return
+            if not self.is_valid_token(session.id, token):
+                raise NotPublisher("publish_token does not match this session")
+        elif session.publisher_sid != sid:
+            self._check_tokenless(session, sid)
+        if session.publisher_sid != sid:
+            self.teams.claim(session, sid)
+
+    def _check_tokenless(self, session: Session, sid: str) -> None:
         if self.mode == TOKEN:
             raise NotPublisher("this server requires the session's publish_token to publish")
         if sid in self._viewers:

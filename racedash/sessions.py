@@ -39,7 +39,7 @@ class Frame:
     """One accepted event of a session, as recorded and broadcast.
 
     ``data_json`` is the payload as JSON when the live path already encoded it
-    (recorded as is). Once a telemetry frame has been broadcast, the ring keeps
+    (recorded as is, and cut into messages by racedash.wire). Once a telemetry frame has been broadcast, the ring keeps
     only that JSON (:meth:`compact`): a decoded ~1 KB telemetry payload is
     about 11 KB of Python objects, most of them tracked by the garbage
     collector, and a ring holds 1,200 frames per session. ``payload`` decodes
@@ -47,9 +47,12 @@ class Frame:
     that payload, so it decodes to an equal one).
     """
 
-    __slots__ = ("seq", "kind", "received", "_payload", "data_json", "_size")
+    __slots__ = ("seq", "kind", "received", "_payload", "data_json", "tail_at", "_size")
 
-    def __init__(self, seq: int, kind: str, received: float, payload: dict | None = None, data_json: bytes | None = None) -> None:
+    def __init__(
+        self, seq: int, kind: str, received: float, payload: dict | None = None, data_json: bytes | None = None,
+        tail_at: int = 0,
+    ) -> None:
         if payload is None and data_json is None:
             raise ValueError("a frame needs its payload or its JSON")
         self.seq = seq
@@ -57,6 +60,8 @@ class Frame:
         self.received = received  # server receive time, epoch seconds
         self._payload = payload
         self.data_json = data_json
+        # Where the part viewers are sent starts in data_json (0: unknown; see racedash.wire).
+        self.tail_at = tail_at
         self._size = len(data_json) if data_json is not None else None
 
     @property
@@ -85,6 +90,16 @@ class Frame:
         return f"Frame(seq={self.seq}, kind={self.kind!r}, received={self.received})"
 
 
+def _encode_like_live(frame: Frame) -> None:
+    """Give a frame read from a recording the JSON a live frame has (laid out by racedash.wire)."""
+    from racedash.wire import payload_json  # racedash.wire builds on this module's Frame
+
+    try:
+        frame.data_json, frame.tail_at = payload_json(frame.kind, frame.payload)
+    except (KeyError, TypeError, orjson.JSONEncodeError):  # a recording from before the schema required them
+        frame.data_json, frame.tail_at = orjson.dumps(frame.payload), 0
+
+
 class FrameSink(Protocol):
     """Where accepted frames go besides memory (the recorder). Must not block."""
 
@@ -105,6 +120,7 @@ class RestoredState:
     telemetry: Frame | None
     recent: list[Frame]
     created: float
+    team: str | None = None  # the team its recording's header names (racedash.teams)
 
     @property
     def setup(self) -> Frame | None:
@@ -128,6 +144,7 @@ class Session:
     telemetry: Frame | None = None
     publisher_sid: str | None = None
     publisher_address: str | None = None  # where its publisher connected from (racedash.rights)
+    team: str | None = None  # the team it belongs to (racedash.teams.monitors); None: no team, admin only
     viewer_sids: set[str] = field(default_factory=set)
     recent: deque[Frame] = field(default_factory=lambda: deque(maxlen=1200))
     last_publish_monotonic: float = field(default_factory=time.monotonic)
@@ -175,6 +192,9 @@ class SessionRegistry:
         self._setup_history_bytes = setup_history_bytes
         self.max_sessions = max_sessions  # 0: no limit
         self._token_for = token_for
+        # Told of a session taken up (created from its restored state), and of one ended.
+        self.on_taken_up: Callable[[Session], None] = lambda session: None
+        self.on_end: Callable[[str], None] = lambda session_id: None
 
     # -- lookup ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -215,6 +235,7 @@ class SessionRegistry:
         try:
             restored = await self._restore(session_id)
             session = self._sessions.get(session_id) or self._new_session(session_id, None, restored)
+            self.on_taken_up(session)  # in the same step: nothing can arrive for it in between
             future.set_result(session)
             log.info(
                 "session %s taken up (%s)", _short(session_id), "resumed" if restored else "new"
@@ -243,11 +264,12 @@ class SessionRegistry:
         )
         if restored is not None:
             session.next_seq = restored.next_seq
+            session.team = restored.team
             session.setup = restored.setup
             session.telemetry = restored.telemetry
             for frame in restored.setups:
                 if frame is not restored.setup and frame.data_json is None:
-                    frame.data_json = orjson.dumps(frame.payload)  # held as JSON, like live history
+                    _encode_like_live(frame)  # held as JSON, like live history
                     frame.compact()
                 self._keep_setup(session, frame)
             for frame in restored.recent:
@@ -259,6 +281,7 @@ class SessionRegistry:
         session = self._sessions.pop(session_id, None)
         if session is not None:
             log.info("session %s ended", _short(session_id))
+            self.on_end(session_id)
         return session
 
     def idle_sessions(self, idle_seconds: float, now_monotonic: float) -> list[Session]:
@@ -270,11 +293,27 @@ class SessionRegistry:
 
     # -- publishing -----------------------------------------------------------
     def publish(
-        self, session: Session, kind: str, payload: dict, sid: str | None, data_json: bytes | None = None
+        self, session: Session, kind: str, payload: dict, sid: str | None, data_json: bytes | None = None,
+        tail_at: int = 0,
     ) -> Frame:
         """Stamp, keep and hand on one frame. Synchronous on purpose (see module doc)."""
-        frame = Frame(seq=session.next_seq, kind=kind, received=self._clock(), payload=payload, data_json=data_json)
-        session.next_seq += 1
+        frame = Frame(seq=session.next_seq, kind=kind, received=self._clock(), payload=payload, data_json=data_json,
+                      tail_at=tail_at)
+        self._keep(session, frame)
+        session.last_publish_monotonic = time.monotonic()
+        if sid is not None:
+            session.publisher_sid = sid
+        self._sink.append(session.id, frame)
+        return frame
+
+    def follow(self, session: Session, frame: Frame) -> None:
+        """Keep a frame another process stamped and records (racedash.cluster): the state, never the file."""
+        self._keep(session, frame)
+        session.last_publish_monotonic = time.monotonic()
+
+    def _keep(self, session: Session, frame: Frame) -> None:
+        session.next_seq = frame.seq + 1
+        kind = frame.kind
         if kind == SETUP:
             if session.setup is not None:
                 session.setup.compact()  # broadcast already: history keeps its JSON only (~60 KB, not ~1 MB of objects)
@@ -285,11 +324,6 @@ class SessionRegistry:
                 session.telemetry.compact()  # broadcast already: the ring keeps its JSON only
             session.telemetry = frame
         self._keep_recent(session, frame)
-        session.last_publish_monotonic = time.monotonic()
-        if sid is not None:
-            session.publisher_sid = sid
-        self._sink.append(session.id, frame)
-        return frame
 
     # -- memory bounds: frames held per session, by count and by encoded bytes ------------
     def _keep_recent(self, session: Session, frame: Frame) -> None:

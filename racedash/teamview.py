@@ -4,17 +4,19 @@
 telemetry, the publisher's connection) and the race model (laps, strategy, car
 state); it is plain and synchronous, so tests call it directly. The handlers
 only check team access and hand its result on. Session ids are the viewers'
-secret (docs/security.md): everything here is team-only and never cached.
+secret (docs/security.md): everything here is team-only and never cached. On a
+server hosting several teams each login sees only its own team's sessions (an
+admin every one): another team's session is left out as if it did not exist.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import tornado.web
 
-from racedash.auth import TeamAccess
+from racedash.auth import ADMIN, Principal, TeamAccess
 from racedash.errors import InvalidSessionId
 from racedash.ids import parse_session_id
 from racedash.racefeed import RaceFeed
@@ -76,14 +78,29 @@ def session_row(session: Session, race: RaceFeed | None, now_monotonic: float, s
         "stale": connected and silent >= stale_seconds,
         "state": state_label(car_state, publisher_connected=connected, silent_seconds=silent,
                              stale_seconds=stale_seconds),
+        "team": session.team,
+        "created": session.created,
     }
 
 
 def live_sessions(registry: SessionRegistry, race: RaceFeed | None, now_monotonic: float,
-                  stale_seconds: float = 5.0) -> list[dict[str, Any]]:
-    """Every live session's row, oldest session first (rows keep their place while the page polls)."""
-    sessions = sorted(registry, key=lambda s: (s.created, s.id))
+                  stale_seconds: float = 5.0, viewer: Principal = ADMIN,
+                  written_elsewhere: Callable[[str], bool] = lambda session_id: False) -> list[dict[str, Any]]:
+    """Every live session ``viewer`` may see, a row each, oldest first (rows keep their place while the page polls).
+
+    ``written_elsewhere``: sessions this process only follows for its viewers (racedash.cluster):
+    their row comes from the process that writes them.
+    """
+    sessions = sorted((s for s in registry if viewer.sees(s.team) and not written_elsewhere(s.id)),
+                      key=lambda s: (s.created, s.id))
     return [session_row(s, race, now_monotonic, stale_seconds) for s in sessions]
+
+
+def merged(rows: list[dict[str, Any]], others: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This process's rows and other processes' (racedash.cluster.livelist), oldest first, one per session."""
+    mine = {row["session_id"] for row in rows}
+    every = rows + [row for row in others if row["session_id"] not in mine]
+    return sorted(every, key=lambda row: (row.get("created") or 0, row["session_id"]))
 
 
 def parse_car_ids(raw: str) -> list[str]:
@@ -106,33 +123,49 @@ class _SecretPage(TeamHandler):
 
 class TeamViewHandler(_SecretPage):
     def get(self) -> None:
-        self.render("team.html")
+        self.render("team.html", scope=self.access.scope_label(self.principal))
 
 
 class LiveSessionsHandler(_SecretPage):
     """GET /api/live: the team view's rows (polled by the page)."""
 
-    def get(self) -> None:
-        rows = live_sessions(self.registry, self.race, time.monotonic(), self.stale_seconds)
+    async def get(self) -> None:
+        rows = live_sessions(self.registry, self.race, time.monotonic(), self.stale_seconds, self.principal,
+                             self.cluster.written_elsewhere if self.cluster is not None else _nowhere)
+        if self.cluster is not None:
+            rows = merged(rows, await self.cluster.live.rows(self.principal))
         self.write_json({"ok": True, "sessions": rows})
 
 
 class CarsPageHandler(_SecretPage):
     """GET /cars?ids=a,b[,c,d]: cards side by side; the page joins each session over Socket.IO."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         try:
             ids = parse_car_ids(self.get_query_argument("ids", ""))
         except InvalidSessionId as exc:
             raise tornado.web.HTTPError(400, reason=exc.message) from None
         # Joining an unknown id would take it up as a new session: only live ones are joined.
-        cars = [{"session_id": i, "live": self.registry.get(i) is not None} for i in ids]
+        # Another team's session is shown as not live, as an unknown id is: never confirmed.
+        elsewhere = set()
+        if self.cluster is not None:
+            elsewhere = {row["session_id"] for row in await self.cluster.live.rows(self.principal)}
+        cars = [{"session_id": i, "live": i in elsewhere or self._visible(i)} for i in ids]
         self.render("cars.html", cars=cars, stale_seconds=self.stale_seconds)
+
+    def _visible(self, session_id: str) -> bool:
+        session = self.registry.get(session_id)
+        return session is not None and self.principal.sees(session.team)
+
+
+def _nowhere(session_id: str) -> bool:
+    return False
 
 
 def team_routes(registry: SessionRegistry, race: RaceFeed | None, access: TeamAccess,
-                stale_seconds: float) -> list[tuple]:
-    deps = {"access": access, "registry": registry, "race": race, "stale_seconds": stale_seconds}
+                stale_seconds: float, cluster: Any = None) -> list[tuple]:
+    """``cluster``: racedash.cluster.Cluster when several processes run (their sessions are listed too)."""
+    deps = {"access": access, "registry": registry, "race": race, "stale_seconds": stale_seconds, "cluster": cluster}
     return [
         (r"/team", TeamViewHandler, deps),
         (r"/cars", CarsPageHandler, deps),

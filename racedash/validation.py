@@ -16,6 +16,7 @@ import orjson
 
 from racedash.errors import InvalidPayload, LimitExceeded, MissingField, WrongType
 from racedash.ids import parse_session_id
+from racedash.wire import payload_json
 
 _NUMBER = {"type": "number"}
 _INTEGER = {"type": "integer"}
@@ -113,16 +114,17 @@ class PayloadValidator:
         return payload
 
 
-def recordable_json(payload: dict, event: str) -> bytes:
-    """The payload as the JSON its recording line will hold, encoded once per frame.
+def recordable_payload(kind: str, payload: dict) -> tuple[bytes, int]:
+    """The payload as the JSON its recording line will hold, encoded once per frame, and where
+    the part viewers are sent starts in it (racedash.wire).
 
     What orjson cannot encode (integers beyond 64 bits, lone UTF-16
     surrogates) could not be recorded: it is refused before it is stamped.
     """
     try:
-        return orjson.dumps(payload)
+        return payload_json(kind, payload)
     except orjson.JSONEncodeError as exc:
-        raise InvalidPayload(f"{event}: payload cannot be recorded as JSON ({exc})") from None
+        raise InvalidPayload(f"{kind} event: payload cannot be recorded as JSON ({exc})") from None
 
 
 def _rule_text(exc: fastjsonschema.JsonSchemaValueException) -> str:

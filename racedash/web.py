@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import tornado.escape
@@ -13,9 +13,10 @@ import tornado.web
 
 from racedash import __version__
 from racedash.config import Settings, SettingsError
-from racedash.auth import COOKIE_DAYS, COOKIE_NAME, LoginThrottle, TeamAccess, same_origin_path
+from racedash.auth import COOKIE_DAYS, COOKIE_NAME, LoginThrottle, Principal, TeamAccess, same_origin_path
 from racedash.errors import InvalidSessionId, RacedashError
 from racedash.ids import parse_session_id
+from racedash.pagestate import DashboardState
 from racedash.sessions import SessionRegistry
 
 
@@ -30,6 +31,9 @@ class ServerStatus:
         self.gate = None  # the server's ConnectionGate, once it listens
         self.recordings_dir: Path | None = None  # set when recording is on: it must stay writable
         self.draining = False  # set on SIGTERM: load balancers stop sending new clients here
+        # Several processes: whether Redis is reachable. Down is degraded, not unready: every
+        # process still serves its own publishers and viewers, so none is taken out of rotation.
+        self.redis_up: Callable[[], bool] | None = None
 
     def ready(self) -> bool:
         """Fit for new clients: not draining, no reported problem, the recordings directory writable."""
@@ -40,8 +44,10 @@ class ServerStatus:
         return self.recordings_dir.is_dir() and os.access(self.recordings_dir, os.W_OK | os.X_OK)
 
     def snapshot(self) -> dict[str, Any]:
+        redis = None if self.redis_up is None else ("up" if self.redis_up() else "down")
         return {
-            "status": "degraded" if self.problems else "ok",
+            "status": "degraded" if self.problems or redis == "down" else "ok",
+            "redis": redis,
             "live": True,
             "ready": self.ready(),
             "version": __version__,
@@ -159,16 +165,43 @@ def ui_config(settings: Settings) -> dict[str, Any]:
 
 
 class DashboardHandler(BaseHandler):
-    def initialize(self, ui_config: dict[str, Any] | None = None) -> None:
-        self.ui_config = ui_config or {}
+    """A session's dashboard (or a replay room's: same page). A live session's page carries its
+    state inline (racedash.pagestate), shown before the socket connects; the page is as secret
+    as its URL: never cached, never named in a Referer."""
 
-    def get(self, raw_id: str) -> None:
+    def initialize(self, ui_config: dict[str, Any] | None = None, page_state: DashboardState | None = None) -> None:
+        self.ui_config = ui_config or {}
+        self.page_state = page_state
+
+    async def get(self, raw_id: str) -> None:
         try:
             session_id = parse_session_id(raw_id)
         except InvalidSessionId:
             raise tornado.web.HTTPError(404, reason="No such dashboard") from None
         self.set_header("Referrer-Policy", "no-referrer")  # the URL is the session's secret
-        self.render("dashboard.html", session_id=session_id, mode="live", ui_config=self.ui_config)
+        self.set_header("Cache-Control", "no-store")  # and so is the state in the page
+        state = await self.page_state.script(session_id) if self.page_state is not None else None
+        self.render("dashboard.html", session_id=session_id, mode="live", ui_config=self.ui_config, state_json=state)
+
+
+class StaticHandler(tornado.web.StaticFileHandler):
+    """Static files. A URL with the file's current version (``static_url``'s ``?v=``) is cached for a
+    year and never revalidated; any other (a stale ``v``, or a module's own ``import "./x.js"``) is
+    revalidated on every use (ETag), so a browser never runs one version's module with another's."""
+
+    CACHE_MAX_AGE = 86400 * 365  # Tornado's Expires header says the same
+    LONG_CACHE = f"public, max-age={CACHE_MAX_AGE}, immutable"
+
+    def _versioned(self) -> bool:
+        version = self.get_query_argument("v", None)
+        return version is not None and version == self.get_version(self.settings, self.path)
+
+    def get_cache_time(self, path: str, modified: Any, mime_type: str) -> int:
+        return self.CACHE_MAX_AGE if self._versioned() else 0
+
+    def set_extra_headers(self, path: str) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", self.LONG_CACHE if self._versioned() else "no-cache")
 
 
 
@@ -197,14 +230,15 @@ class LoginHandler(BaseHandler):
             self.set_status(429)
             self.render("login.html", error="Too many failed attempts: wait a minute.", next_url=self._next_url())
             return
-        if not self.access.is_token(token):
+        principal = self.access.login(token)  # the admin token, or a team's login token
+        if principal is None:
             self.throttle.failed(address)
             self.set_status(403)
             self.render("login.html", error="That team token is not valid.", next_url=self._next_url())
             return
         self.set_signed_cookie(
             COOKIE_NAME,
-            self.access.cookie_value,
+            self.access.cookie_for(principal),
             expires_days=COOKIE_DAYS,
             httponly=True,
             samesite="Lax",
@@ -224,8 +258,12 @@ class TeamHandler(BaseHandler):
         for name, value in deps.items():
             setattr(self, name, value)
 
+    principal: Principal  # who is logged in: what they may see (racedash.auth)
+
     def prepare(self) -> None:
-        if self.access.is_team_request(self):
+        principal = self.access.principal(self)
+        if principal is not None:
+            self.principal = principal
             return
         if self.request.path.startswith("/api/"):
             raise tornado.web.HTTPError(401, reason="Team login required")
@@ -243,4 +281,4 @@ class RecordingsPageHandler(TeamHandler):
     """The recordings list (team only); its rows come from GET /api/recordings in the page's script."""
 
     def get(self) -> None:
-        self.render("recordings.html")
+        self.render("recordings.html", scope=self.access.scope_label(self.principal))

@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import orjson
+
 from racedash.recording.format import Header, encode_event, encode_header
 
 from tests.helpers import Client, sample_setup, sample_telemetry_payloads
@@ -100,6 +102,20 @@ class KeepingBroadcaster:
 
     async def to_client(self, sid: str, event: str, data: Any) -> None:
         self.sent.append((self.clock.now(), sid, event, data))
+
+    async def room_message(self, room: str, event: str, message: bytes) -> None:
+        await self.to_room(room, *self.decoded(event, message))
+
+    async def client_message(self, sid: str, event: str, message: bytes) -> None:
+        await self.to_client(sid, *self.decoded(event, message))
+
+    @staticmethod
+    def decoded(event: str, message: bytes) -> tuple[str, Any]:
+        """An encoded message (``42["event",data]``) back as what to_room would have been given."""
+        assert message[:2] == b"42", message[:20]
+        name, data = orjson.loads(message[2:])
+        assert name == event
+        return name, data
 
     def events(self, name: str) -> list[tuple[float, Any]]:
         return [(t, data) for t, _to, event, data in self.sent if event == name]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, Callable, Iterator
 
-from racedash.recording.format import Event, decode_event
+from racedash.recording.format import Event, decode_encoded_event, decode_event
+from racedash.sessions import Frame
 
 CHUNK = 64 * 1024
 # Below this span the binary search gives way to a linear scan.
@@ -49,6 +50,29 @@ def iter_events(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, Event]
         event = decode_event(line)
         if event is not None:
             yield offset, event
+        offset += len(line)
+
+
+def iter_frames(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, Frame]]:
+    """(offset, frame) for every decodable line that starts in [start, end).
+
+    A line racedash wrote with its tail offset becomes a frame holding the line's own
+    bytes (sent on as they are, racedash.wire); any other line is decoded.
+    """
+    f.seek(start)
+    offset = start
+    while offset < end:
+        line = f.readline()
+        if not line.endswith(b"\n"):
+            return
+        encoded = decode_encoded_event(line)
+        if encoded is not None:
+            yield offset, Frame(encoded.seq, encoded.kind, encoded.t, data_json=encoded.data_json,
+                                tail_at=encoded.tail_at)
+        else:
+            event = decode_event(line)
+            if event is not None:
+                yield offset, Frame(event.seq, event.kind, event.t, payload=event.data)
         offset += len(line)
 
 

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import MutableMapping
+from typing import Callable, MutableMapping
 
 import orjson
 
@@ -44,8 +44,11 @@ class Recorder:
         *,
         ring_size: int,
         problems: MutableMapping[str, str] | None = None,
+        team_of: Callable[[str], str | None] = lambda session_id: None,
     ) -> None:
         self.store = store
+        # The team a session belongs to (racedash.teams), named in its recording's header.
+        self.team_of = team_of
         self.options = options
         self.problems: MutableMapping[str, str] = {} if problems is None else problems
         self.started = False  # set once watching: a missing directory is then news
@@ -126,7 +129,7 @@ class Recorder:
     def append(self, session_id: str, frame: Frame) -> None:
         try:
             if frame.data_json is not None:
-                line = encode_event_json(frame.received, frame.seq, frame.kind, frame.data_json)
+                line = encode_event_json(frame.received, frame.seq, frame.kind, frame.data_json, frame.tail_at)
             else:
                 line = encode_event(frame.received, frame.seq, frame.kind, frame.payload)
         except (orjson.JSONEncodeError, TypeError) as exc:
@@ -146,6 +149,7 @@ class Recorder:
                 on_problem=lambda message, key=f"recording:{session_id}": self._report(key, message),
                 after=self._closing.get(session_id),
                 batcher=self.batcher,
+                team=self.team_of(session_id),
             )
             self._writers[session_id] = writer
         return writer

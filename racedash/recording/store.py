@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from racedash.errors import UnknownRecording
+from racedash.errors import RacedashError, UnknownRecording
 from racedash.ids import is_session_id, parse_session_id
 from racedash.recording.files import is_regular, open_regular, shown
-from racedash.recording.format import Event, RecordingFormatError
-from racedash.recording.reader import event_at, find_offset, good_end, iter_events, tail_events
+from racedash.recording.format import Event, RecordingFormatError, decode_header
+from racedash.recording.reader import event_at, find_offset, good_end, iter_frames, tail_events
 from racedash.recording.summary import Summary, load_summary
 from racedash.sessions import TELEMETRY, Frame, RestoredState
 
@@ -49,6 +49,11 @@ SAMPLE_BYTES_PER_POINT = 4096
 
 LiveSummaries = Callable[[], "dict[str, Summary]"]
 
+# What a request is told of a recording that does not exist, and of one it may not see
+# (another team's): the same words, so that the answer never confirms that it exists.
+NO_RECORDING = "no recording for this session"
+HEADER_MAX_BYTES = 64 * 1024  # a header is ~150 bytes; a longer first line is no header
+
 
 def _no_live() -> dict[str, Summary]:
     return {}
@@ -71,8 +76,24 @@ class RecordingStore:
         """The recording file of this session (for readers such as replay); UnknownRecording if none."""
         path = self.path_for(session_id)
         if not is_regular(path):  # a link planted in the directory is no recording
-            raise UnknownRecording("no recording for this session")
+            raise UnknownRecording(NO_RECORDING)
         return path
+
+    async def team_of(self, session_id: str) -> str | None:
+        """The team a recording belongs to (its header's): None for no team, and for a missing,
+        unreadable or malformed one. Reads the header line only."""
+        try:
+            path = self.path_for(session_id)
+        except RacedashError:
+            return None
+        return await asyncio.to_thread(self._team_of, path)
+
+    def _team_of(self, path: Path) -> str | None:
+        try:
+            with open_regular(path) as f:
+                return decode_header(f.readline(HEADER_MAX_BYTES)).team
+        except (RecordingFormatError, OSError):
+            return None
 
     # -- metadata ---------------------------------------------------------------------
     async def list(self) -> list[dict[str, Any]]:
@@ -144,7 +165,22 @@ class RecordingStore:
             telemetry=to_frame(telemetry) if telemetry else None,
             recent=[to_frame(e) for e in tail],
             created=summary.created,
+            team=summary.team,  # a resumed session keeps its team
         )
+
+    async def last_seq(self, session_id: str) -> int:
+        """The seq of the recording's last complete frame (0 when there is none)."""
+        path = self.path_for(session_id)
+
+        def read() -> int:
+            if not is_regular(path):
+                return 0
+            return load_summary(path).last_seq
+
+        try:
+            return await asyncio.to_thread(read)
+        except (RecordingFormatError, OSError):
+            return 0
 
     # -- parts of a recording -------------------------------------------------------------
     async def frames_between(self, session_id: str, after_seq: int, before_seq: int) -> list[Frame]:
@@ -160,11 +196,11 @@ class RecordingStore:
             start, end = _body(f)
             offset = find_offset(f, start, end, lambda e: e.seq, after_seq + 1)
             frames = []
-            for _, event in iter_events(f, offset, end):
-                if event.seq >= before_seq:
+            for _, frame in iter_frames(f, offset, end):
+                if frame.seq >= before_seq:
                     break
-                if event.seq > after_seq:
-                    frames.append(to_frame(event))
+                if frame.seq > after_seq:
+                    frames.append(frame)
             return frames
 
     async def telemetry_since(
@@ -190,7 +226,7 @@ class RecordingStore:
             start = find_offset(f, body, end, lambda e: e.t, since)
             stop = find_offset(f, start, end, lambda e: e.seq, before_seq)
             if stop - start <= max_points * SAMPLE_BYTES_PER_POINT:
-                frames = [to_frame(e) for _, e in iter_events(f, start, stop) if e.kind == TELEMETRY]
+                frames = [frame for _, frame in iter_frames(f, start, stop) if frame.kind == TELEMETRY]
                 return frames, len(frames)
             frames = []
             span = stop - start
@@ -203,9 +239,9 @@ class RecordingStore:
                     f.seek(target)
                     f.readline()  # finish the line the offset fell into
                     position = f.tell()
-                for offset, event in iter_events(f, position, stop):
-                    if event.kind == TELEMETRY:
-                        frames.append(to_frame(event))
+                for offset, frame in iter_frames(f, position, stop):
+                    if frame.kind == TELEMETRY:
+                        frames.append(frame)
                         cursor = f.tell()
                         break
                 else:

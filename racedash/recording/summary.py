@@ -21,11 +21,15 @@ import orjson
 from racedash.recording.format import decode_event, decode_header
 from racedash.recording.files import open_regular, read_regular, replace_atomically, shown
 from racedash.sessions import SETUP_HISTORY
+from racedash.teams.model import is_team_id
 
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".summary.json"
 SIDECAR_VERSION = 2  # 2: setup_offsets replaced last_setup_offset
+# Fields added within a version, and their value when a sidecar written before them lacks
+# them (``team``: no team; load_summary checks it against the header, else it rebuilds).
+_ADDED_FIELDS: dict[str, Any] = {"team": None}
 MAX_DRIVERS = 32  # a stint has a handful; bounds a sidecar fed hostile names
 
 
@@ -93,6 +97,8 @@ class Summary:
     # (a session end or a clean server stop). False while it is being written
     # and after a crash: resuming then skips seq numbers (store.CRASH_SEQ_GAP).
     closed_cleanly: bool = False
+    # The team of the recording's header (racedash.teams): listing filters by it without reading the file.
+    team: str | None = None
 
     def observe(self, facts: FrameFacts, offset: int) -> None:
         """Account for one event line that starts at ``offset`` in the file."""
@@ -143,6 +149,7 @@ class Summary:
         obj = orjson.loads(raw)
         if not isinstance(obj, dict) or obj.pop("sidecar_version", None) != SIDECAR_VERSION:
             raise ValueError("not a summary sidecar of this version")
+        obj = {**_ADDED_FIELDS, **obj}
         if set(obj) != set(_FIELD_CHECKS):
             raise ValueError("summary sidecar fields differ from this version's")
         for name, check in _FIELD_CHECKS.items():
@@ -171,6 +178,7 @@ class Summary:
             "size": self.good_size,
             "live": live,
             "state": "live" if live else ("ended" if self.ended else "interrupted"),
+            "team": self.team,
         }
 
 
@@ -215,6 +223,7 @@ _FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {
     "file_size": _is_int,
     "ended": lambda v: type(v) is bool,
     "closed_cleanly": lambda v: type(v) is bool,
+    "team": _optional(is_team_id),
 }
 
 
@@ -245,7 +254,9 @@ def rebuild(f: BinaryIO, size: int) -> Summary:
     f.seek(0)
     first = f.readline()
     header = decode_header(first)
-    summary = Summary(session_id=header.session_id, created=header.created, racedash_version=header.racedash_version)
+    summary = Summary(
+        session_id=header.session_id, created=header.created, racedash_version=header.racedash_version, team=header.team
+    )
     scan(f, summary, len(first))
     summary.file_size = size
     return summary
@@ -284,6 +295,7 @@ def load_summary(path: Path, *, persist: bool = True) -> Summary:
             cached is not None
             and cached.session_id == header.session_id
             and cached.created == header.created
+            and cached.team == header.team
             and len(first) <= cached.good_size <= cached.file_size <= size
         )
         if usable and cached is not None and cached.file_size == size:

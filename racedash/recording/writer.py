@@ -120,10 +120,11 @@ class RecordingFile:
     except by :meth:`close` when the writer's close timed out on a hung commit.
     """
 
-    def __init__(self, path: Path, session_id: str, clock: Callable[[], float]) -> None:
+    def __init__(self, path: Path, session_id: str, clock: Callable[[], float], team: str | None = None) -> None:
         self.path = path
         self.session_id = session_id
         self.clock = clock
+        self.team = team  # written into a new recording's header; a continued one keeps its own
         self.file: io.FileIO | None = None
 
     @property
@@ -200,11 +201,13 @@ class RecordingFile:
             size = os.fstat(self.file.fileno()).st_size
             if size == 0:
                 now = self.clock()
-                header = encode_header(Header(session_id=self.session_id, created=now, racedash_version=__version__))
+                header = encode_header(
+                    Header(session_id=self.session_id, created=now, racedash_version=__version__, team=self.team)
+                )
                 cut_back_to = 0
                 self._write_all(header)
                 return Summary(
-                    session_id=self.session_id, created=now, racedash_version=__version__,
+                    session_id=self.session_id, created=now, racedash_version=__version__, team=self.team,
                     good_size=len(header), file_size=len(header),
                 )
             if summary is None or summary.file_size != size:
@@ -295,6 +298,7 @@ class RecordingWriter:
         after: asyncio.Future[Any] | None = None,
         clock: Callable[[], float] = time.time,
         batcher: CommitBatcher | None = None,
+        team: str | None = None,
     ) -> None:
         self.path = path
         self.session_id = session_id
@@ -313,7 +317,7 @@ class RecordingWriter:
         self._on_problem = on_problem
         self._after = after
         self._batcher = batcher
-        self._file = RecordingFile(path, session_id, clock)
+        self._file = RecordingFile(path, session_id, clock, team)
         self._pending: list[tuple[bytes, FrameFacts]] = []
         self._pending_bytes = 0
         self._queued = 0  # lines ever queued

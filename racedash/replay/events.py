@@ -10,19 +10,21 @@ uses the ordinary ``join_session`` with the replay id: the live namespace asks
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 import socketio
 
-from racedash.auth import TeamAccess
-from racedash.errors import InvalidPayload, LimitExceeded
-from racedash.replay.errors import InvalidControl, TeamAccessRequired
+from racedash.auth import ADMIN, Principal, TeamAccess
+from racedash.errors import InvalidPayload, InvalidSessionId, LimitExceeded
+from racedash.ids import parse_session_id
+from racedash.replay.errors import InvalidControl, TeamAccessRequired, UnknownRecording, UnknownReplay
 from racedash.replay.manager import ReplayManager
 from racedash.replay.player import ACTIONS, Replay
 from racedash.replay.timing import MAX_SPEED, MIN_SPEED
 from racedash.validation import PayloadValidator
 
 if TYPE_CHECKING:
+    from racedash.cluster.replays import ReplayDirectory
     from racedash.live import Handler, LiveNamespace
 
 _NUMBER = {"type": "number"}
@@ -99,6 +101,34 @@ def dashboard_url(base_url: str, replay_id: str) -> str:
     return f"{base_url}/dashboard/{replay_id}"
 
 
+# The team a recording belongs to (RecordingStore.team_of): None for none, or a missing one.
+OwnerOf = Callable[[str], Awaitable["str | None"]]
+
+
+async def no_owner(recording_id: str) -> str | None:
+    return None
+
+
+async def may_replay(principal: Principal, recording_id: object, owner_of: OwnerOf) -> bool:
+    """Whether this login may replay the recording: the admin any, a team its own.
+
+    A malformed id is not judged here: the manager refuses it as it does for everyone.
+    """
+    if principal.admin:
+        return True
+    try:
+        canonical = parse_session_id(recording_id)
+    except InvalidSessionId:
+        return True
+    return principal.sees(await owner_of(canonical))
+
+
+def unknown_recording(recording_id: object) -> UnknownRecording:
+    """What replaying another team's recording answers: word for word what a missing one does
+    (racedash.replay.reader), so the answer never confirms that it exists."""
+    return UnknownRecording(f"no recording {parse_session_id(recording_id)}")
+
+
 class ReplayEvents:
     """The live namespace's room extension for replays (see racedash.live.RoomExtension)."""
 
@@ -110,14 +140,17 @@ class ReplayEvents:
         access: TeamAccess | None = None,
         max_viewers: int = 2000,
         namespace: str = "/",
+        owner_of: OwnerOf = no_owner,
     ) -> None:
         self.manager = manager
+        self._owner_of = owner_of
         self.validators = ReplayValidators()
         self.max_viewers = max_viewers
         self._access = access
         self._sio = sio
         self._namespace = namespace
         self._live: "LiveNamespace | None" = None
+        self.elsewhere: "ReplayDirectory | None" = None  # several processes: replays other processes run
         self.handlers: Mapping[str, "Handler"] = {
             "replay_start": self.replay_start,
             "replay_control": self.replay_control,
@@ -133,22 +166,26 @@ class ReplayEvents:
     async def _enter_room(self, sid: str, room: str) -> None:
         await self._sio.enter_room(sid, room, namespace=self._namespace)
 
-    def _is_team(self, sid: str) -> bool:
-        environ = self._sio.get_environ(sid, namespace=self._namespace) or {}
-        return self._access.is_team_environ(environ)
-
-    def _check_team(self, sid: str) -> None:
-        """Replaying a recording needs team access: the team cookie on the Socket.IO handshake."""
+    def _principal(self, sid: str) -> Principal | None:
+        """Who this connection logged in as: the team cookie on the Socket.IO handshake (None: nobody)."""
         if self._access is None:
-            return
+            return ADMIN
         environ = self._sio.get_environ(sid, namespace=self._namespace) or {}
-        if not self._access.is_team_environ(environ):
+        return self._access.principal_of_environ(environ)
+
+    def _check_team(self, sid: str) -> Principal:
+        """Replaying a recording needs team access."""
+        principal = self._principal(sid)
+        if principal is None:
             raise TeamAccessRequired("replaying a recording needs team access: log in at /login first")
+        return principal
 
     # -- events -----------------------------------------------------------------
     async def replay_start(self, sid: str, payload: Any) -> dict:
         payload = self.validators.replay_start(payload)
-        self._check_team(sid)
+        principal = self._check_team(sid)
+        if not await may_replay(principal, payload["recording_id"], self._owner_of):
+            raise unknown_recording(payload["recording_id"])
         replay = await self.manager.start(
             payload["recording_id"],
             paused=payload.get("paused", False),
@@ -164,19 +201,31 @@ class ReplayEvents:
 
     async def replay_control(self, sid: str, payload: Any) -> dict:
         payload = self.validators.replay_control(payload)
-        replay = self.manager.get(payload["replay_id"])
+        try:
+            replay = self.manager.get(payload["replay_id"])
+        except UnknownReplay:
+            if self.elsewhere is not None:
+                replay_id = parse_session_id(payload["replay_id"])
+                if (answer := await self.elsewhere.control(sid, replay_id, payload)) is not None:
+                    return answer  # run by another process, which answered
+            raise
         return {"ok": True, "state": await apply_control(replay, payload)}
 
     async def timeshift_start(self, sid: str, payload: Any) -> dict:
         """Replay a live session's growing recording from an earlier point.
 
         Like viewing, this needs only the session's id (its secret): viewers
-        of a live session may look back at it without team access.
+        of a live session may look back at it without team access. Another
+        team's login is such a viewer too, and its session's finished
+        recording is, to it, no recording at all.
         """
         payload = self.validators.timeshift_start(payload)
         session_id = payload["session_id"]
-        team = self._is_team(sid)
+        principal = self._principal(sid)
+        team = principal is not None and await may_replay(principal, session_id, self._owner_of)
         if not team and not self.manager.is_live(session_id):
+            if principal is not None:
+                raise unknown_recording(session_id)
             # Time-shift is for a live session; a finished recording is the team's to replay.
             raise TeamAccessRequired("time-shift of a session with no live publisher needs team access")
         replay = await self.manager.start(
@@ -204,7 +253,8 @@ class ReplayEvents:
     async def join(self, sid: str, room_id: str, payload: dict) -> dict | None:
         replay = self.manager.find(room_id)
         if replay is None:
-            return None
+            # Perhaps run by another process of this deployment: it sends the state, and frames follow.
+            return await self.elsewhere.join(sid, room_id) if self.elsewhere is not None else None
         if sid not in replay.viewers and len(replay.viewers) >= self.max_viewers:
             raise LimitExceeded(f"this replay already has {self.max_viewers} viewers")
         # A replay always sends its full state on join: last_seq (recorded seqs) does not apply.
@@ -215,6 +265,9 @@ class ReplayEvents:
     async def leave(self, sid: str, room_id: str) -> dict | None:
         replay = self.manager.find(room_id)
         if replay is None:
+            if self.elsewhere is not None and self.elsewhere.leave(sid, room_id):
+                await self._sio.leave_room(sid, room_id, namespace=self._namespace)
+                return {"ok": True}
             return None
         await self._sio.leave_room(sid, room_id, namespace=self._namespace)
         self.manager.viewer_left(replay, sid)
@@ -222,3 +275,5 @@ class ReplayEvents:
 
     async def disconnect(self, sid: str) -> None:
         self.manager.forget_connection(sid)
+        if self.elsewhere is not None:
+            self.elsewhere.forget_connection(sid)

@@ -1,7 +1,9 @@
 """The replay REST endpoints (docs/protocol.md, "Replay"). Errors become JSON with their status.
 
 They need team access (docs/security.md): the team cookie (with the XSRF
-token on POSTs) or ``Authorization: Bearer <team token>``.
+token on POSTs) or ``Authorization: Bearer <team token>``. A team may replay
+and control only its own recordings: another team's answers 404 as a missing
+one does.
 """
 
 from __future__ import annotations
@@ -11,8 +13,19 @@ from typing import Any
 import orjson
 
 from racedash.errors import InvalidPayload
-from racedash.replay.events import ReplayValidators, apply_control, check_speed, dashboard_url
+from racedash.replay.errors import UnknownReplay
+from racedash.replay.events import (
+    OwnerOf,
+    ReplayValidators,
+    apply_control,
+    check_speed,
+    dashboard_url,
+    may_replay,
+    no_owner,
+    unknown_recording,
+)
 from racedash.replay.manager import ReplayManager
+from racedash.replay.player import Replay
 from racedash.auth import TeamAccess
 from racedash.web import TeamHandler
 
@@ -21,6 +34,7 @@ class ReplayApiHandler(TeamHandler):
     manager: ReplayManager
     validators: ReplayValidators
     public_url: str
+    owner_of: OwnerOf
 
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"{self.request.protocol}://{self.request.host}"
@@ -34,6 +48,13 @@ class ReplayApiHandler(TeamHandler):
         except orjson.JSONDecodeError:
             raise InvalidPayload("the request body is not JSON") from None
 
+    async def replay_of_mine(self, replay_id: str) -> Replay:
+        """The running replay, if it replays a recording this login may see; else 404 as for none."""
+        replay = self.manager.get(replay_id)
+        if not await may_replay(self.principal, replay.recording_id, self.owner_of):
+            raise UnknownReplay(f"no replay {replay.id}")
+        return replay
+
 
 class ReplayStartHandler(ReplayApiHandler):
     """POST /api/recordings/<id>/replay  {paused?, time?, speed?} -> {ok, replay_id, dashboard_url, state}"""
@@ -43,6 +64,8 @@ class ReplayStartHandler(ReplayApiHandler):
         if not isinstance(body, dict):
             raise InvalidPayload("the request body must be a JSON object")
         payload = self.validators.replay_start({**body, "recording_id": recording_id})
+        if not await may_replay(self.principal, payload["recording_id"], self.owner_of):
+            raise unknown_recording(payload["recording_id"])
         replay = await self.manager.start(
             payload["recording_id"],
             paused=payload.get("paused", False),
@@ -64,7 +87,7 @@ class ReplayControlHandler(ReplayApiHandler):
     """POST /api/replays/<replay_id>/control  {action, time?, lap?, speed?} -> {ok, state}"""
 
     async def post(self, replay_id: str) -> None:
-        replay = self.manager.get(replay_id)
+        replay = await self.replay_of_mine(replay_id)
         payload = self.validators.control_body(self.json_body())
         self.write_json({"ok": True, "state": await apply_control(replay, payload)})
 
@@ -72,13 +95,15 @@ class ReplayControlHandler(ReplayApiHandler):
 class ReplayStateHandler(ReplayApiHandler):
     """GET /api/replays/<replay_id> -> {ok, state}"""
 
-    def get(self, replay_id: str) -> None:
-        replay = self.manager.get(replay_id)
+    async def get(self, replay_id: str) -> None:
+        replay = await self.replay_of_mine(replay_id)
         self.write_json({"ok": True, "state": {**replay.state(), "viewers": len(replay.viewers)}})
 
 
-def replay_routes(manager: ReplayManager, access: TeamAccess, public_url: str = "") -> list[tuple[str, type, dict]]:
-    deps = {"access": access, "manager": manager, "validators": ReplayValidators(), "public_url": public_url}
+def replay_routes(manager: ReplayManager, access: TeamAccess, public_url: str = "",
+                  owner_of: OwnerOf = no_owner) -> list[tuple[str, type, dict]]:
+    deps = {"access": access, "manager": manager, "validators": ReplayValidators(), "public_url": public_url,
+            "owner_of": owner_of}
     return [
         (r"/api/recordings/([^/]+)/replay", ReplayStartHandler, deps),
         (r"/api/replays/([^/]+)/control", ReplayControlHandler, deps),

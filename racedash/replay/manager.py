@@ -70,6 +70,9 @@ class ReplayManager:
         self._saved_scanned: dict[str, int] = {}
         self._starting = 0
         self._tasks: set[asyncio.Task] = set()
+        # Told of each replay started and ended here (racedash.cluster lists them for other processes).
+        self.on_started: Callable[[Replay], None] = lambda replay: None
+        self.on_ended: Callable[[Replay], None] = lambda replay: None
 
     # -- lookup -----------------------------------------------------------------
     def __len__(self) -> int:
@@ -114,9 +117,11 @@ class ReplayManager:
         position: float | None = None,
         speed: float = 1.0,
         anonymous: bool = False,
+        replay_id: str | None = None,
     ) -> Replay:
         """A new replay of a recording, playing (or paused) from ``position`` (default 0).
 
+        ``replay_id``: the id of a replay whose process died, restarted here (racedash.cluster).
         ``anonymous``: started without team access (a live session's viewer time-shifting):
         such replays hold at most ``max_anonymous`` of the slots, so the team's own replays
         always find one, and their state never names the recording (the live session's id).
@@ -134,7 +139,7 @@ class ReplayManager:
             index = await self._index(recording_id, path)  # first: it tells a missing or bad recording
             race = await self._race_tables(recording_id, path)
             replay = Replay(
-                replay_id=new_session_id(),
+                replay_id=replay_id or new_session_id(),
                 recording_id=recording_id,
                 path=path,
                 index=index,
@@ -156,6 +161,7 @@ class ReplayManager:
         self._own(task)
         task.add_done_callback(lambda _t, r=replay: self._forget(r))
         log.info("replay %s of recording %s started", replay.id[:8], recording_id[:8])
+        self.on_started(replay)
         if position is not None:
             await replay.seek(position)
             if not paused:
@@ -191,6 +197,7 @@ class ReplayManager:
                 self._past_seek_seconds + sum(r.seek_seconds for r in replays))
 
     def _forget(self, replay: Replay) -> None:
+        self.on_ended(replay)
         if self._replays.pop(replay.id, None) is not None:
             self._past_seeks += replay.seeks
             self._past_seek_seconds += replay.seek_seconds

@@ -47,7 +47,8 @@ from racedash.replay.index import RecordingIndex, refresh_index
 from racedash.replay.reader import RecordingReader
 from racedash.replay.snapshot import HistoryWindow, Snapshot, snapshot_at
 from racedash.replay.timing import MAX_SPEED, MIN_SPEED, Clock, Schedule, valid_speed
-from racedash.sessions import Frame, frame_event
+from racedash.sessions import Frame
+from racedash.wire import EVENT_OF_KIND, event_message, frame_message, history_message, history_point
 
 log = logging.getLogger(__name__)
 
@@ -439,14 +440,15 @@ class Replay:
         else:
             self._telemetry = event
             self._history.add(position, event)
-        name, data = self._frame(event)
+        race = None
         if self._race is not None:
             await self._cover_race(event.seq)
             if event.kind == "telemetry":
-                data["race"] = self._race.frame_summary(event.seq, event.data.get("telemetry"))  # as live frames carry
+                race = self._race.frame_summary(event.seq, event.data.get("telemetry"))  # as live frames carry
+        message = frame_message(self.id, _as_frame(event), race)
         if self.on_emit is not None:
             self.on_emit(event.seq, due, self._clock.now())
-        await self._broadcaster.to_room(self.id, name, data)
+        await self._broadcaster.room_message(self.id, EVENT_OF_KIND[event.kind], message)
         await self._emit_race_events(event.seq)
         if event.kind == "telemetry" and position > self.duration:
             self._refresh_index()  # a live recording grew past the index
@@ -473,9 +475,6 @@ class Replay:
         """
         if self._race is not None and not self._race.covers(seq):
             await asyncio.to_thread(self._race.extend)
-
-    def _frame(self, event: Event) -> tuple[str, dict[str, Any]]:
-        return frame_event(self.id, Frame(seq=event.seq, kind=event.kind, received=event.t, payload=event.data))
 
     async def _emit_state(self) -> None:
         self._next_state = self._clock.now() + self.options.state_interval
@@ -573,7 +572,7 @@ class Replay:
             self.status = PAUSED
             self._schedule.paused = True
         await self._emit_state()
-        await self._send_snapshot(self._broadcaster.to_room, self.id)
+        await self._send_snapshot(self._broadcaster.room_message, self.id)
         self.seeks += 1  # for /metrics: a seek's time until its state is handed to the room
         self.seek_seconds += time.perf_counter() - started
 
@@ -582,27 +581,26 @@ class Replay:
         self.viewers.add(sid)
         state = self.state()
         await self._broadcaster.to_client(sid, "replay_state", state)
-        await self._send_snapshot(self._broadcaster.to_client, sid)
+        await self._send_snapshot(self._broadcaster.client_message, sid)
         return state
 
-    async def _send_snapshot(self, send: Callable[[str, str, Any], Awaitable[None]], to: str) -> None:
-        """The state at the current point: last setup, chart history, last telemetry, race tables."""
+    async def _send_snapshot(self, send: Callable[[str, str, bytes], Awaitable[None]], to: str) -> None:
+        """The state at the current point: last setup, chart history, last telemetry, race tables.
+
+        Each event is encoded once, with orjson (racedash.wire): a setup is ~60 KB.
+        """
         if self._setup is not None:
-            await send(to, *self._frame(self._setup))
-        await send(
-            to,
-            "telemetry_history",
-            {
-                "session_id": self.id,
-                "window_seconds": self.options.history_seconds,
-                "frames": [
-                    {"seq": e.seq, "t": e.t, "telemetry": e.data.get("telemetry")}
-                    for e in self._history.frames(self._telemetry)
-                ],
-            },
-        )
+            await send(to, "setup_update", frame_message(self.id, _as_frame(self._setup)))
+        head = {"session_id": self.id, "window_seconds": self.options.history_seconds}
+        points = (history_point(_as_frame(e)) for e in self._history.frames(self._telemetry))
+        await send(to, "telemetry_history", history_message(head, points))
         if self._telemetry is not None:
-            await send(to, *self._frame(self._telemetry))
+            await send(to, "telemetry_update", frame_message(self.id, _as_frame(self._telemetry)))
         if self._race is not None:
             telemetry = self._telemetry.data.get("telemetry") if self._telemetry is not None else None
-            await send(to, "race_tables", {"session_id": self.id, **self._race.until(self._race_seq, telemetry)})
+            tables = {"session_id": self.id, **self._race.until(self._race_seq, telemetry)}
+            await send(to, "race_tables", event_message("race_tables", tables))
+
+
+def _as_frame(event: Event) -> Frame:
+    return Frame(seq=event.seq, kind=event.kind, received=event.t, payload=event.data)

@@ -66,6 +66,16 @@ def socketio_handler(sio: socketio.AsyncServer, origins: list[str] | None, *, on
                 self.set_status(413)
                 self.finish("Payload Too Large")
                 return None
+            # engine.io's Tornado driver accepts a websocket (101) before it looks its sid up,
+            # then leaves it open: an upgrade of a session this process does not have (it
+            # restarted, or a load balancer sent it to the wrong process) hangs until a proxy
+            # times out. Refuse it at once, as engine.io refuses such a polling request.
+            sid = self.get_query_argument("sid", None)
+            if (sid is not None and self.request.headers.get("Upgrade", "").lower() == "websocket"
+                    and sid not in sio.eio.sockets):
+                self.set_status(400)
+                self.finish("Unknown session")
+                return None
             return super().prepare()
 
         def get_websocket_protocol(self) -> Any:

@@ -129,11 +129,24 @@ function cornerSeries() {
   ];
 }
 
+// The plots are made by start(): a page calls it once what it shows first is on screen (making
+// them measures the page's layout, and drawing them takes a while); updates before it wait for it.
 export class Charts {
   constructor({ lapsEl, fuelEl, tyresEl, brakesEl = null, pressuresEl = null }) {
+    this.elements = { lapsEl, fuelEl, tyresEl, brakesEl, pressuresEl };
+    this.marker = null; // {t, lap} of the time-shifted moment, or null when following live
+    this.all = [];
+    this.els = [];
+    this.pending = null;
+    this.started = false;
+  }
+
+  start() {
+    if (this.started) return;
+    this.started = true;
+    const { lapsEl, fuelEl, tyresEl, brakesEl, pressuresEl } = this.elements;
     const uPlot = window.uPlot;
     const height = HEIGHT;
-    this.marker = null; // {t, lap} of the time-shifted moment, or null when following live
     const atTime = markerLine(() => (this.marker ? this.marker.t : null));
     const atLap = markerLine(() => (this.marker && isNum(this.marker.lap) ? this.marker.lap : null));
     this.laps = new uPlot(
@@ -183,9 +196,9 @@ export class Charts {
     this.pressures = pressuresEl ? cornerChart(pressuresEl) : null;
     this.all = [this.laps, this.fuel, this.tyres, this.brakes, this.pressures].filter(Boolean);
     this.els = [lapsEl, fuelEl, tyresEl, brakesEl, pressuresEl].filter(Boolean);
-    this.pending = null;
     this.resizeObserver = new ResizeObserver(() => this.resize());
     for (const el of this.els) this.resizeObserver.observe(el);
+    if (this.pending) this._schedule();
   }
 
   resize() {
@@ -203,6 +216,10 @@ export class Charts {
   // Schedules a redraw from the current store and race tables.
   update(store, race) {
     this.pending = { store, race };
+    if (this.started) this._schedule();
+  }
+
+  _schedule() {
     if (this._scheduled) return;
     this._scheduled = requestAnimationFrame(() => {
       this._scheduled = null;

@@ -79,6 +79,7 @@ const state = {
   replayStateAt: 0,
   viewTime: null, // null: following live; else the time-shifted moment (epoch s)
   unknownSession: false, // the join found no data at all: no monitor has published yet
+  batching: false, // while the page's inline state is applied: render once, after it
 };
 const store = new FrameStore(config.history_frames || 20000);
 const race = new RaceTables();
@@ -106,22 +107,42 @@ const transport = new Transport($("transport"), {
 const liveFrom = new URLSearchParams(window.location.hash.slice(1)).get("live");
 
 // ---- socket -------------------------------------------------------------------
-const socket = io({ transports: ["websocket", "polling"] });
+// Opened by connect(): at once, or once the page has shown the state it came with (applyPageState).
+let socket = null;
 window.racedash = { socket, store, charts, race, state };
 
-socket.on("connect", () => {
-  state.connected = true;
-  state.everConnected = true;
-  join(false);
-  refreshBadge();
-});
+function connect() {
+  // A websocket first (one handshake fewer than polling and upgrading); polling if it fails, e.g.
+  // behind a proxy that does not pass websockets (tryAllTransports: the vendored client, 4.8).
+  socket = io({ transports: ["websocket", "polling"], tryAllTransports: true });
+  window.racedash.socket = socket;
 
-socket.on("disconnect", (reason) => {
-  state.connected = false;
-  refreshBadge();
-  // A server-side disconnect is not retried by socket.io itself.
-  if (reason === "io server disconnect") setTimeout(() => socket.connect(), 1000);
-});
+  socket.on("connect", () => {
+    state.connected = true;
+    state.everConnected = true;
+    join(false);
+    refreshBadge();
+  });
+
+  socket.on("disconnect", (reason) => {
+    state.connected = false;
+    refreshBadge();
+    // A server-side disconnect is not retried by socket.io itself.
+    if (reason === "io server disconnect") setTimeout(() => socket.connect(), 1000);
+  });
+
+  socket.on("telemetry_update", (m) => receive("telemetry", m));
+  socket.on("setup_update", (m) => receive("setup", m));
+  socket.on("telemetry_history", (m) => receive("history", m));
+  socket.on("race_tables", (m) => receive("race_tables", m));
+  for (const name of RACE_EVENTS) socket.on(name, (m) => receive(name, m));
+  socket.on("replay_state", (m) => {
+    if (!m || typeof m !== "object") return;
+    if (m.session_id && m.session_id !== sessionId) return;
+    becomeReplay();
+    applyReplayState(m);
+  });
+}
 
 function join(afterReset) {
   const request = { session_id: sessionId };
@@ -185,18 +206,6 @@ function handle(kind, message) {
   else if (RACE_EVENTS.includes(kind)) onRaceEvent(kind, message);
 }
 
-socket.on("telemetry_update", (m) => receive("telemetry", m));
-socket.on("setup_update", (m) => receive("setup", m));
-socket.on("telemetry_history", (m) => receive("history", m));
-socket.on("race_tables", (m) => receive("race_tables", m));
-for (const name of RACE_EVENTS) socket.on(name, (m) => receive(name, m));
-socket.on("replay_state", (m) => {
-  if (!m || typeof m !== "object") return;
-  if (m.session_id && m.session_id !== sessionId) return;
-  becomeReplay();
-  applyReplayState(m);
-});
-
 function applyReplayState(m) {
   if (state.replayState && isNum(m.position) && Math.abs(m.position - replayPosition()) > 2) {
     // A seek: the setup that follows is the one at the new point, not a change.
@@ -257,8 +266,9 @@ function onRaceEvent(kind, message) {
 }
 
 function dataChanged() {
-  charts.update(store, race);
+  if (state.batching) return; // the page's inline state: rendered once, after it
   renderTelemetry();
+  charts.update(store, race);
   renderFeedCard();
   drawTimeline();
   refreshBadge();
@@ -381,7 +391,7 @@ function typedTarget() {
 // seconds while a target is set (fuel on board and fuel per lap move on).
 function askTarget() {
   const target = typedTarget();
-  if (target === null || state.replay || !state.connected) return;
+  if (target === null || state.replay || !state.connected || !socket) return;
   socket.timeout(5000).emit("race_strategy", { session_id: sessionId, target_laps: target }, (err, ack) => {
     if (err || !ack || !ack.ok || !ack.strategy) return;
     if (typedTarget() !== target) return;  // the user typed on meanwhile
@@ -513,7 +523,7 @@ function onSetup(message) {
   }
   state.setupBaselineNext = false;
   state.setup = incoming;
-  renderSetup();
+  if (!state.batching) renderSetup(); // the page's inline setups: the sheet is drawn once, after them
 }
 
 function renderSetup() {
@@ -765,7 +775,7 @@ function goLive() {
 // latest frame, rather than as a time of day the device's clock may disagree on.
 function playFromHere() {
   const last = store.last;
-  if (state.viewTime === null || !last) return;
+  if (state.viewTime === null || !last || !socket) return;
   const back = Math.max(0, last.t - state.viewTime);
   transport.status("");
   socket.timeout(10000).emit("timeshift_start", { session_id: sessionId, back }, (err, ack) => {
@@ -776,6 +786,7 @@ function playFromHere() {
 }
 
 function control(command) {
+  if (!socket) return;
   transport.status("");
   socket.timeout(5000).emit("replay_control", { replay_id: sessionId, ...command }, (err, ack) => {
     if (err) transport.status("The server did not answer the replay control.");
@@ -894,8 +905,76 @@ function refreshBadge() {
   root.dataset.freshness = dim ? status.state : "fresh";
 }
 
+// ---- page load: the state the page came with ------------------------------------------------
+// A live session's page carries what a join without last_seq sends (docs/ui.md, "Page load"), all
+// as of one seq: setups, latest telemetry and race tables are shown before the first paint; the
+// setup sheet, telemetry_history, the charts and the socket come once that is on screen. The join
+// then asks only for what came after that seq (last_seq): no frame twice.
+function pageState() {
+  const el = $("dashboard-state");
+  if (!el) return null;
+  let inline = null;
+  try {
+    inline = JSON.parse(el.textContent);
+  } catch (err) {
+    return null; // the join brings the same state
+  }
+  const valid = inline && typeof inline === "object" && inline.session_id === sessionId && isNum(inline.seq);
+  return valid ? inline : null;
+}
+
+function applyPageState(inline) {
+  state.batching = true;
+  try {
+    for (const setup of Array.isArray(inline.setups) ? inline.setups : []) handle("setup", setup);
+    if (inline.telemetry) handle("telemetry", inline.telemetry);
+    if (inline.race_tables) handle("race_tables", inline.race_tables);
+  } finally {
+    state.batching = false;
+  }
+  store.noteSeq(inline.seq);
+  state.lastDataAt = now(); // as when a join brings it
+  dataChanged();
+}
+
+function applyPageHistory(inline) {
+  if (inline.history) handle("history", inline.history);
+  renderSetup();
+}
+
+// Runs fn once the browser has painted what the page shows now (after the next frame), or after
+// 200 ms at the latest: a page opened in a background tab gets no animation frames.
+function afterPaint(fn) {
+  let done = false;
+  const run = () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
+  requestAnimationFrame(() => setTimeout(run, 0));
+  setTimeout(run, 200);
+}
+
+// uPlot is a deferred script after this module (the first paint need not wait for it): it has run
+// by DOMContentLoaded, which comes after this module.
+const uPlotLoaded = new Promise((resolve) => {
+  if (window.uPlot) resolve();
+  document.addEventListener("DOMContentLoaded", resolve, { once: true });
+  window.addEventListener("load", resolve, { once: true });
+});
+
 if (state.replay) becomeReplay();
+const inline = state.replay ? null : pageState();
+if (inline) applyPageState(inline);
+else connect();
 drawTimeline();
+afterPaint(() => {
+  if (inline) {
+    applyPageHistory(inline);
+    connect();
+  }
+  uPlotLoaded.then(() => charts.start());
+});
 setInterval(() => {
   refreshBadge();
   if (state.replay) drawTimeline();

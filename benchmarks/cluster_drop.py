@@ -1,0 +1,112 @@
+"""CPU a process spends on a room frame it has no viewer of (issue 18 target: <= 5 µs).
+
+    PYTHONPATH=. .venv/bin/python -m benchmarks.cluster_drop [--frames 200000] [--redis redis://127.0.0.1:6379/0]
+
+A publisher process sends ``--frames`` real-sized telemetry messages (~1.2 KB,
+as the live path publishes them) on per-room channels, pipelined; this
+process holds the subscription and no room has a viewer here. Reported: this
+process's CPU time (user + sys, from os.times) per frame received and
+dropped, for racedash's subscriber (hiredis, racedash.cluster.subscriber) and
+for redis-py's asyncio PubSub reading the same stream (what a subscriber built
+on redis-py's PubSub would pay), one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import secrets
+import time
+
+import redis
+from redis import asyncio as aioredis
+
+from racedash.cluster.subscriber import RoomSubscriber
+from racedash.wire import event_message
+
+ROOMS = 50
+
+
+def _message() -> bytes:
+    from tests.helpers import sample_telemetry_payloads
+
+    payload = sample_telemetry_payloads()[0]
+    return b"origin00\ntelemetry_update\n" + event_message("telemetry_update", {**payload, "seq": 1})
+
+
+def _publish(url: str, prefix: str, frames: int) -> None:
+    client = redis.Redis.from_url(url)
+    message = _message()
+    channels = [f"{prefix}room:{secrets.token_hex(16)}".encode() for _ in range(ROOMS)]
+    sent = 0
+    while sent < frames:
+        pipe = client.pipeline(transaction=False)
+        for i in range(min(500, frames - sent)):
+            pipe.publish(channels[(sent + i) % ROOMS], message)
+        pipe.execute()
+        sent += 500
+    client.close()
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+async def _racedash(url: str, prefix: str, frames: int) -> dict:
+    subscriber = RoomSubscriber(url, prefix, has_room=lambda room: False, deliver=lambda room, data: None)
+    task = asyncio.create_task(subscriber.run())
+    await subscriber.subscribed.wait()
+    publisher = mp.Process(target=_publish, args=(url, prefix, frames))
+    began_cpu, began = _cpu(), time.perf_counter()
+    publisher.start()
+    while subscriber.stats.received < frames:
+        await asyncio.sleep(0.01)
+    cpu, wall = _cpu() - began_cpu, time.perf_counter() - began
+    publisher.join()
+    task.cancel()
+    subscriber.close()
+    return {"subscriber": "racedash (hiredis)", "frames": subscriber.stats.received,
+            "dropped": subscriber.stats.dropped, "cpu_us_per_frame": round(cpu / frames * 1e6, 2),
+            "frames_per_s": round(frames / wall)}
+
+
+async def _redis_py(url: str, prefix: str, frames: int) -> dict:
+    client = aioredis.Redis.from_url(url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.psubscribe(f"{prefix}room:*")
+    cut = len(f"{prefix}room:")
+    publisher = mp.Process(target=_publish, args=(url, prefix, frames))
+    received = dropped = 0
+    began_cpu, began = _cpu(), time.perf_counter()
+    publisher.start()
+    while received < frames:
+        message = await pubsub.get_message(timeout=1.0)
+        if message is None:
+            continue
+        received += 1
+        if message["channel"][cut:].decode() not in ():
+            dropped += 1
+    cpu, wall = _cpu() - began_cpu, time.perf_counter() - began
+    publisher.join()
+    await pubsub.aclose()
+    await client.aclose()
+    return {"subscriber": "redis-py asyncio PubSub", "frames": received, "dropped": dropped,
+            "cpu_us_per_frame": round(cpu / frames * 1e6, 2), "frames_per_s": round(frames / wall)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=200_000)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    for run in (_racedash, _redis_py):
+        prefix = f"racedash-bench-{secrets.token_hex(4)}:"
+        print(json.dumps({"bench": "cluster_drop", **asyncio.run(run(args.redis, prefix, args.frames))}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
