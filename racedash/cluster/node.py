@@ -36,10 +36,6 @@ from racedash.wire import EVENT_OF_KIND
 
 log = logging.getLogger(__name__)
 
-# How long a frame's acknowledgement waits for Redis to have it (then it is acknowledged anyway:
-# it is recorded here; other processes' viewers may miss it).
-ACK_WAIT_SECONDS = 1.0
-
 
 def client_manager(redis_url: str, prefix: str) -> socketio.AsyncRedisManager | None:
     """python-socketio's own Redis manager, for what the server sends across processes besides room
@@ -198,12 +194,12 @@ class Cluster:
         if lease is None:
             return  # Redis was away when it was claimed: the lease keeper takes it when it returns
         keys, args = self.state.append_args(
-            session.id, lease, frame,
-            self.bus.frame_message(frame.seq, frame.kind, frame.received, frame.tail_at, frame.data_json))
-        done = self.bus.publish_frame(self.state.append_script, keys, args)
+            session.id, lease, frame, self.bus.frame_head(frame.seq, frame.kind, frame.received, frame.tail_at))
+        # The bus settles every frame it is given (Redis's answer, or its connection's error within
+        # its 5 s socket timeout): no timer of our own per frame.
         try:
-            accepted = await asyncio.wait_for(asyncio.shield(done), ACK_WAIT_SECONDS)
-        except (asyncio.TimeoutError, ConnectionError, RedisError, OSError):
+            accepted = await self.bus.publish_frame(self.state.append_script, keys, args)
+        except (ConnectionError, RedisError, OSError):
             return
         if not accepted:
             await self._lost(session.id)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from redis import asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from racedash.cluster.subscriber import RoomSubscriber
 from racedash.sessions import Frame
@@ -111,8 +111,9 @@ class RoomBus:
         self._wake.set()
         return done
 
-    def frame_message(self, seq: int, kind: str, received: float, tail_at: int, data_json: bytes) -> bytes:
-        return b"%s\nF\n%d\n%s\n%r\n%d\n%s" % (self.origin, seq, kind.encode(), received, tail_at, data_json)
+    def frame_head(self, seq: int, kind: str, received: float, tail_at: int) -> bytes:
+        """A frame's room-channel message without its JSON, which follows it (racedash.cluster.state)."""
+        return b"%s\nF\n%d\n%s\n%r\n%d\n" % (self.origin, seq, kind.encode(), received, tail_at)
 
     def _full(self) -> bool:
         if len(self._queue) >= self._max_queued:
@@ -128,15 +129,18 @@ class RoomBus:
                 batch = list(self._queue)
                 self._queue.clear()
                 try:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for kind, target, data, _done in batch:
-                            if kind == "E":
-                                pipe.publish(target, data)
-                            else:
-                                await target(keys=data[0], args=data[1], client=pipe)
-                        results = await pipe.execute(raise_on_error=False)
+                    results = await self._send(batch)
+                    if any(isinstance(r, NoScriptError) for r in results):
+                        # Redis restarted (scripts are not kept): load the frames' script again and
+                        # send again what it refused.
+                        scripts = {id(target): target for kind, target, _data, _done in batch if kind == "F"}
+                        for script in scripts.values():
+                            await self._redis.script_load(script.script)
+                        again = [item for item, r in zip(batch, results) if isinstance(r, NoScriptError)]
+                        for item, result in zip(again, await self._send(again)):
+                            results[batch.index(item)] = result
                     self.stats.published += len(batch)
-                    for (kind, _target, _data, done), result in zip(batch, results):
+                    for (_kind, _target, _data, done), result in zip(batch, results):
                         if done is not None and not done.done():
                             if isinstance(result, Exception):
                                 done.set_exception(result)
@@ -152,6 +156,18 @@ class RoomBus:
                             done.exception()
                     if not self.up:
                         await asyncio.sleep(0.5)
+
+    async def _send(self, batch: list) -> list:
+        """One pipeline, in order. Frames go by EVALSHA alone: redis-py's Script objects would make
+        every pipeline ask SCRIPT EXISTS first, one more round trip per batch."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for kind, target, data, _done in batch:
+                if kind == "E":
+                    pipe.publish(target, data)
+                else:
+                    keys, args = data
+                    pipe.evalsha(target.sha, len(keys), *keys, *args)
+            return await pipe.execute(raise_on_error=False)
 
     # -- in ---------------------------------------------------------------------------
     def _wanted(self, room: str) -> bool:

@@ -26,7 +26,8 @@ from racedash.sessions import Frame
 # A lease found missing (Redis restarted empty, or it expired while Redis was away and nobody
 # took it) is taken back by its holder: only another process's lease refuses.
 
-# KEYS: owner, frames stream, room channel. ARGV: lease, seq, kind, received, tail_at, data, maxlen, bus message, ttl ms.
+# KEYS: owner, frames stream, room channel.
+# ARGV: lease, seq, kind, received, tail_at, data, maxlen, bus message head (data follows it), ttl ms.
 _APPEND = """
 local held = redis.call('GET', KEYS[1])
 if held ~= ARGV[1] then
@@ -34,7 +35,7 @@ if held ~= ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[9])
 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], ARGV[2] .. '-0', 'k', ARGV[3], 't', ARGV[4], 'a', ARGV[5], 'd', ARGV[6])
-redis.call('PUBLISH', KEYS[3], ARGV[8])
+redis.call('PUBLISH', KEYS[3], ARGV[8] .. ARGV[6])
 return 1
 """
 
@@ -112,13 +113,17 @@ class SharedState:
     async def release(self, session_id: str, lease: str) -> None:
         await self._renew(keys=[self.keys.owner(session_id)], args=[lease, 0])
 
-    def append_args(self, session_id: str, lease: str, frame: Frame, bus_message: bytes) -> tuple[list, list]:
-        """(keys, args) of the fenced append of one frame (run by the room bus, in emit order)."""
+    def append_args(self, session_id: str, lease: str, frame: Frame, bus_head: bytes) -> tuple[list, list]:
+        """(keys, args) of the fenced append of one frame (run by the room bus, in emit order).
+
+        ``bus_head``: what precedes the frame's JSON in its room-channel message (the script joins them:
+        the JSON crosses to Redis once).
+        """
         assert frame.data_json is not None
         return (
             [self.keys.owner(session_id), self.keys.frames(session_id), self.keys.room(session_id)],
             [lease, frame.seq, frame.kind, repr(frame.received), frame.tail_at, frame.data_json, self.ring_frames,
-             bus_message, self.lease_ms],
+             bus_head, self.lease_ms],
         )
 
     async def last_seq(self, session_id: str) -> int:
