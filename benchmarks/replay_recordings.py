@@ -11,12 +11,18 @@ import json
 import uuid
 from pathlib import Path
 
-from racedash.recording.format import Header, encode_event, encode_header
+from racedash.recording.format import Header, encode_event_json, encode_header
+from racedash.wire import payload_json
 
 
 def sample_data() -> Path:
     """The real monitor samples kept with the test suite (tests/data/README.md)."""
     return Path(__file__).resolve().parents[1] / "tests" / "data"
+
+
+def line(t: float, seq: int, kind: str, data: dict) -> bytes:
+    """A recording line as racedash's recorder writes it today (the payload laid out, "at" given)."""
+    return encode_event_json(t, seq, kind, *payload_json(kind, data))
 
 
 def generate(
@@ -44,12 +50,12 @@ def generate(
             t = i / rate
             if t >= next_setup:
                 seq += 1
-                f.write(encode_event(t0 + t, seq, "setup", {"session_id": session_id, "timestamp": "2025-11-22T17:16:45.160430Z", "setup": setup}))
+                f.write(line(t0 + t, seq, "setup", {"session_id": session_id, "timestamp": "2025-11-22T17:16:45.160430Z", "setup": setup}))
                 next_setup += setup_every_seconds
             telemetry = dict(samples[i % len(samples)])
             telemetry["lap"] = 1 + int(t // lap_seconds)
             telemetry["lap_time"] = t % lap_seconds
             telemetry["fuel"] = max(0.0, 75.0 - (t % 3600.0) / 60.0)
             seq += 1
-            f.write(encode_event(t0 + t, seq, "telemetry", {"session_id": session_id, "telemetry": telemetry}))
+            f.write(line(t0 + t, seq, "telemetry", {"session_id": session_id, "telemetry": telemetry}))
     return session_id, path, frames

@@ -20,11 +20,15 @@ def start_banner(
     login_url: str,
     dashboards: Iterable[tuple[str, str]] = (),
     stop_hint: str = "Ctrl-C stops it.",
+    login_label: str = "team login",
 ) -> str:
-    """The banner as text: a title line, then ``label: URL`` lines, aligned."""
+    """The banner as text: a title line, then ``label: URL`` lines, aligned.
+
+    ``login_label``: "admin login" when teams are configured (the token then sees every team's).
+    """
     rows = [(label, url) for label, url in dashboards]
     rows.append(("status page", f"{base_url.rstrip('/')}/"))
-    rows.append(("team login", login_url))
+    rows.append((login_label, login_url))
     width = max(len(label) for label, _ in rows) + 1
     lines = [f"racedash {__version__} {what} serving on {base_url}"]
     lines += [f"  {(label + ':').ljust(width)} {url}" for label, url in rows]
@@ -37,6 +41,11 @@ def team_login_url(access, base_url: str) -> str:
     if access.generated:
         return access.login_url(base_url)
     return f"{base_url.rstrip('/')}/login (with the token set in RACEDASH_TEAM_TOKEN)"
+
+
+def login_label(access) -> str:
+    teams = getattr(access, "teams", None)
+    return "admin login" if teams is not None and teams.configured() else "team login"
 
 
 def show(text: str, out: TextIO | None = None) -> None:

@@ -83,9 +83,10 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _announce(server) -> None:
-    from racedash.banner import show, start_banner, team_login_url
+    from racedash.banner import login_label, show, start_banner, team_login_url
 
-    show(start_banner("server", server.url, login_url=team_login_url(server.app.access, server.url)))
+    show(start_banner("server", server.url, login_url=team_login_url(server.app.access, server.url),
+                      login_label=login_label(server.app.access)))
 
 
 def _publish_token(args: argparse.Namespace) -> int:

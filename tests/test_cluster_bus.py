@@ -344,3 +344,27 @@ async def test_a_writer_that_finds_its_lease_taken_stops_writing_and_lets_its_mo
     await wait_until(lambda: not a.app.cluster.writes(session_id), timeout=5)
     await wait_until(lambda: not monitor.sio.connected, timeout=5)
     assert a.app.cluster.written_elsewhere(session_id)
+
+
+async def test_a_replay_is_controlled_over_rest_through_a_process_that_does_not_run_it(
+        tmp_path, servers, clients, prefix):
+    a = await start(servers, tmp_path, REDIS_URL, prefix, team_token="cluster-admin")
+    b = await start(servers, tmp_path, REDIS_URL, prefix, team_token="cluster-admin")
+    recording_id, _path = new_recording(tmp_path / "recordings", laps=4, frames_per_lap=30)
+    replay = await a.app.replays.start(recording_id, paused=True)
+    await wait_until(lambda: b.app.cluster.replays is not None)
+    http = tornado.httpclient.AsyncHTTPClient()
+
+    async def control(body: dict) -> tuple[int, dict]:
+        response = await http.fetch(f"{b.url}/api/replays/{replay.id}/control", method="POST",
+                                    body=orjson.dumps(body), headers=bearer(b), raise_error=False)
+        return response.code, orjson.loads(response.body)
+
+    for _ in range(50):  # the replay's listing reaches Redis right after it starts
+        code, answer = await control({"action": "seek", "time": 40.0})
+        if code != 404:
+            break
+        await asyncio.sleep(0.05)
+    assert code == 200 and answer["state"]["position"] == 40.0 and replay.position == 40.0
+    code, answer = await control({"action": "seek", "lap": 99})
+    assert code == 404 and answer["error"] == "unknown_lap"

@@ -283,3 +283,17 @@ def test_a_sidecar_written_before_teams_reads_as_no_team(tmp_path):
     cached = read_sidecar(path)
     assert isinstance(cached, Summary) and cached.team is None
     assert load_summary(path).frames == 1
+
+
+def test_the_start_banner_calls_the_server_token_the_admin_login_once_teams_exist():
+    from types import SimpleNamespace
+
+    from racedash.banner import login_label, start_banner
+
+    with_teams = SimpleNamespace(teams=SimpleNamespace(configured=lambda: True))
+    without = SimpleNamespace(teams=SimpleNamespace(configured=lambda: False))
+    assert login_label(with_teams) == "admin login"
+    assert login_label(without) == login_label(SimpleNamespace(teams=None)) == "team login"
+    banner = start_banner("server", "http://h:5000", login_url="http://h:5000/login?token=t",
+                          login_label=login_label(with_teams))
+    assert "admin login: http://h:5000/login?token=t" in banner

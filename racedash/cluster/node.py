@@ -59,7 +59,7 @@ class Cluster:
         self.node = node or secrets.token_hex(6)
         self.state = SharedState(self.redis, prefix, self.node, lease_ms=int(lease_seconds * 1000),
                                  ring_frames=ring_frames)
-        self.bus = RoomBus(self.redis, redis_url, prefix, local)
+        self.bus = RoomBus(redis_url, prefix, local)
         self.live = LiveList(self.redis, prefix, self.node, lease_seconds / 3)
         self.stale_seconds = 5.0  # the team view's "no data" threshold (ui_stale_seconds)
         self.broadcaster = ClusterBroadcaster(local, self.bus)

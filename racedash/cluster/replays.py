@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,7 @@ class ReplayDirectory:
         self._node = self._bus.origin.decode()
         self._elsewhere: dict[str, _Elsewhere] = {}
         self._answers: dict[str, asyncio.Future] = {}
+        self._answer_rooms: set[str] = set()  # where answers to this process's REST calls come back
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
         manager.on_started = self._started
@@ -120,6 +122,8 @@ class ReplayDirectory:
             await pipe.execute()
 
     def _runs_here(self, room: str) -> bool:
+        if room in self._answer_rooms:
+            return True
         try:
             return self.manager.find(room) is not None
         except ReplayStopped:
@@ -173,11 +177,19 @@ class ReplayDirectory:
         self._elsewhere.setdefault(replay_id, _Elsewhere(listed["recording_id"], bool(listed.get("anonymous"))))
         return await self._ask(sid, replay_id, {"op": "join"})
 
-    async def control(self, sid: str, replay_id: str, control: dict) -> dict | None:
+    async def control(self, sid: str | None, replay_id: str, control: dict) -> dict | None:
+        """A control of a replay another process runs, for client ``sid`` (None: a REST call here)."""
         listed = await self.owner(replay_id)
         if listed is None or listed.get("node") == self._node:
             return None
-        return await self._ask(sid, replay_id, {"op": "control", "control": control})
+        if sid is not None:
+            return await self._ask(sid, replay_id, {"op": "control", "control": control})
+        room = f"answer-{secrets.token_hex(8)}"  # a channel of this call's own for the answer
+        self._answer_rooms.add(room)
+        try:
+            return await self._ask(room, replay_id, {"op": "control", "control": control})
+        finally:
+            self._answer_rooms.discard(room)
 
     def leave(self, sid: str, replay_id: str) -> bool:
         if replay_id not in self._elsewhere:

@@ -25,9 +25,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from redis import asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+import hiredis
 
+from racedash.cluster.resp import CommandPipe
 from racedash.cluster.subscriber import RoomSubscriber
 from racedash.sessions import Frame
 from racedash.wire import event_message
@@ -42,15 +42,27 @@ class BusStats:
     delivered: int = 0  # frames from other processes written to viewers here
 
 
+# How long a batch waits for Redis's replies before its frames count as not published.
+ANSWER_SECONDS = 5.0
+
+
+class NotPublished(ConnectionError):
+    """A frame Redis did not take: unreachable, or it refused the command."""
+
+
+def _no_script(reply: Any) -> bool:
+    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
+
+
 class RoomBus:
-    def __init__(self, redis: aioredis.Redis, url: str, prefix: str, local: Any, *, max_queued: int = 10_000) -> None:
+    def __init__(self, url: str, prefix: str, local: Any, *, max_queued: int = 10_000) -> None:
         """``local`` is the process's own fan-out (racedash.fanout.FanoutBroadcaster)."""
-        self._redis = redis
         self._prefix = prefix
         self._local = local
         self.origin = secrets.token_hex(4).encode()
         # ("E", channel, data, None) or ("F", keys, args, done): one queue, so one order.
         self._queue: deque[tuple[str, Any, Any, asyncio.Future | None]] = deque()
+        self._pipe = CommandPipe(url)  # the frames' own connection (racedash.cluster.resp)
         self._max_queued = max_queued
         self._wake = asyncio.Event()
         self.stats = BusStats()
@@ -73,6 +85,7 @@ class RoomBus:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.subscriber.close()
+        self._pipe.close()
 
     def _subscribed(self, up: bool) -> None:
         if up != self.up:
@@ -129,45 +142,43 @@ class RoomBus:
                 batch = list(self._queue)
                 self._queue.clear()
                 try:
+                    await self._pipe.ensure()
                     results = await self._send(batch)
-                    if any(isinstance(r, NoScriptError) for r in results):
+                    if any(_no_script(r) for r in results):
                         # Redis restarted (scripts are not kept): load the frames' script again and
                         # send again what it refused.
-                        scripts = {id(target): target for kind, target, _data, _done in batch if kind == "F"}
-                        for script in scripts.values():
-                            await self._redis.script_load(script.script)
-                        again = [item for item, r in zip(batch, results) if isinstance(r, NoScriptError)]
+                        for script in {id(t): t for kind, t, _data, _done in batch if kind == "F"}.values():
+                            await self._pipe.send("SCRIPT", "LOAD", script.script)
+                        again = [item for item, r in zip(batch, results) if _no_script(r)]
                         for item, result in zip(again, await self._send(again)):
                             results[batch.index(item)] = result
                     self.stats.published += len(batch)
                     for (_kind, _target, _data, done), result in zip(batch, results):
                         if done is not None and not done.done():
-                            if isinstance(result, Exception):
-                                done.set_exception(result)
+                            if isinstance(result, Exception):  # Redis refused it (hiredis.ReplyError)
+                                done.set_exception(NotPublished(f"redis refused the frame: {result}"))
                                 done.exception()
                             else:
                                 done.set_result(bool(result))
-                except (RedisError, OSError) as exc:
+                except (ConnectionError, OSError, asyncio.TimeoutError) as exc:
                     self.stats.publish_dropped += len(batch)
                     log.debug("room frames not published: %s", exc)
                     for _kind, _target, _data, done in batch:
                         if done is not None and not done.done():
                             done.set_exception(ConnectionError(f"redis: {exc}"))
                             done.exception()
-                    if not self.up:
-                        await asyncio.sleep(0.5)
+                    await asyncio.sleep(0.5)  # Redis is away: the next batch tries to reconnect
 
     async def _send(self, batch: list) -> list:
-        """One pipeline, in order. Frames go by EVALSHA alone: redis-py's Script objects would make
-        every pipeline ask SCRIPT EXISTS first, one more round trip per batch."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for kind, target, data, _done in batch:
-                if kind == "E":
-                    pipe.publish(target, data)
-                else:
-                    keys, args = data
-                    pipe.evalsha(target.sha, len(keys), *keys, *args)
-            return await pipe.execute(raise_on_error=False)
+        """Every message of the batch in one write, in order; the replies (errors as ReplyError)."""
+        futures = []
+        for kind, target, data, _done in batch:
+            if kind == "E":
+                futures.append(self._pipe.send("PUBLISH", target, data))
+            else:
+                keys, args = data
+                futures.append(self._pipe.send("EVALSHA", target.sha, len(keys), *keys, *args))
+        return list(await asyncio.wait_for(asyncio.gather(*futures), ANSWER_SECONDS))
 
     # -- in ---------------------------------------------------------------------------
     def _wanted(self, room: str) -> bool:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import unquote, urlsplit
 
 import hiredis
+
+from racedash.cluster.resp import open_connection, pack
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,6 @@ class SubscriberStats:
     received: int = 0  # frames read from Redis
     dropped: int = 0  # of which for rooms with no viewer here (never decoded)
     connects: int = 0
-
-
-def _command(*parts: bytes) -> bytes:
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
-    return b"".join(out)
 
 
 class _Protocol(asyncio.Protocol):
@@ -115,24 +108,10 @@ class RoomSubscriber:
             await asyncio.sleep(self.retry_seconds)
 
     async def _connect(self) -> _Protocol:
-        parts = urlsplit(self._url)
-        context = ssl.create_default_context() if parts.scheme == "rediss" else None
-        loop = asyncio.get_running_loop()
-        transport, protocol = await asyncio.wait_for(
-            loop.create_connection(lambda: _Protocol(self), parts.hostname or "127.0.0.1", parts.port or 6379,
-                                   ssl=context),
-            timeout=5.0,
-        )
-        self._transport = transport
-        commands = []
-        if parts.password is not None:
-            credentials = [unquote(parts.password).encode()]
-            if parts.username:
-                credentials.insert(0, unquote(parts.username).encode())
-            commands.append(_command(b"AUTH", *credentials))
         # Pub/sub ignores the database number: the prefix alone keeps deployments apart.
-        commands.append(_command(b"PSUBSCRIBE", self._channel_prefix + b"*"))
-        transport.write(b"".join(commands))
+        transport, protocol, _skip = await open_connection(self._url, lambda: _Protocol(self), select_db=False)
+        self._transport = transport
+        transport.write(pack("PSUBSCRIBE", self._channel_prefix + b"*"))
         return protocol
 
     def close(self) -> None:

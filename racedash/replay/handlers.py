@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from racedash.errors import InvalidPayload
+from racedash.errors import InvalidPayload, InvalidSessionId
+from racedash.ids import parse_session_id
 from racedash.replay.errors import UnknownReplay
 from racedash.replay.events import (
     OwnerOf,
@@ -87,9 +88,28 @@ class ReplayControlHandler(ReplayApiHandler):
     """POST /api/replays/<replay_id>/control  {action, time?, lap?, speed?} -> {ok, state}"""
 
     async def post(self, replay_id: str) -> None:
-        replay = await self.replay_of_mine(replay_id)
         payload = self.validators.control_body(self.json_body())
+        try:
+            replay = await self.replay_of_mine(replay_id)
+        except UnknownReplay:
+            if (answer := await self._control_elsewhere(replay_id, payload)) is None:
+                raise
+            self.write_json(answer, 200 if answer.get("ok") else ANSWER_STATUS.get(answer.get("error"), 400))
+            return
         self.write_json({"ok": True, "state": await apply_control(replay, payload)})
+
+    async def _control_elsewhere(self, replay_id: str, payload: dict) -> dict | None:
+        """Several processes: the replay may run in another one, which answers (racedash.cluster.replays)."""
+        if self.elsewhere is None:
+            return None
+        try:
+            canonical = parse_session_id(replay_id)
+        except InvalidSessionId:
+            return None
+        listed = await self.elsewhere.owner(canonical)
+        if listed is None or not await may_replay(self.principal, listed.get("recording_id"), self.owner_of):
+            return None
+        return await self.elsewhere.control(None, canonical, payload)
 
 
 class ReplayStateHandler(ReplayApiHandler):
@@ -100,10 +120,15 @@ class ReplayStateHandler(ReplayApiHandler):
         self.write_json({"ok": True, "state": {**replay.state(), "viewers": len(replay.viewers)}})
 
 
+# The HTTP status of an error another process's replay answered with (the rest: 400).
+ANSWER_STATUS = {"unknown_lap": 404, "unknown_replay": 404, "replay_stopped": 410}
+
+
 def replay_routes(manager: ReplayManager, access: TeamAccess, public_url: str = "",
-                  owner_of: OwnerOf = no_owner) -> list[tuple[str, type, dict]]:
+                  owner_of: OwnerOf = no_owner, elsewhere: Any = None) -> list[tuple[str, type, dict]]:
+    """``elsewhere``: racedash.cluster.replays.ReplayDirectory when several processes run."""
     deps = {"access": access, "manager": manager, "validators": ReplayValidators(), "public_url": public_url,
-            "owner_of": owner_of}
+            "owner_of": owner_of, "elsewhere": elsewhere}
     return [
         (r"/api/recordings/([^/]+)/replay", ReplayStartHandler, deps),
         (r"/api/replays/([^/]+)/control", ReplayControlHandler, deps),
