@@ -1,6 +1,6 @@
 """CPU a process spends on a room frame it has no viewer of (issue 18 target: <= 5 µs).
 
-    PYTHONPATH=. .venv/bin/python -m benchmarks.cluster_drop [--frames 200000] [--redis redis://127.0.0.1:6379/0]
+    PYTHONPATH=. .venv/bin/python -m benchmarks.cluster_drop [--frames 200000] [--rate 20000] [--redis URL]
 
 A publisher process sends ``--frames`` real-sized telemetry messages (~1.2 KB,
 as the live path publishes them) on per-room channels, pipelined; this
@@ -37,17 +37,23 @@ def _message() -> bytes:
     return b"origin00\ntelemetry_update\n" + event_message("telemetry_update", {**payload, "seq": 1})
 
 
-def _publish(url: str, prefix: str, frames: int) -> None:
+def _publish(url: str, prefix: str, frames: int, rate: float) -> None:
+    """``frames`` messages at ``rate`` a second, 500 to a pipeline (paced: a subscriber slower than the
+    rate would be disconnected by Redis once its output buffer limit is reached)."""
     client = redis.Redis.from_url(url)
     message = _message()
     channels = [f"{prefix}room:{secrets.token_hex(16)}".encode() for _ in range(ROOMS)]
     sent = 0
+    began = time.perf_counter()
     while sent < frames:
         pipe = client.pipeline(transaction=False)
         for i in range(min(500, frames - sent)):
             pipe.publish(channels[(sent + i) % ROOMS], message)
         pipe.execute()
         sent += 500
+        ahead = sent / rate - (time.perf_counter() - began)
+        if ahead > 0:
+            time.sleep(ahead)
     client.close()
 
 
@@ -56,11 +62,11 @@ def _cpu() -> float:
     return t.user + t.system
 
 
-async def _racedash(url: str, prefix: str, frames: int) -> dict:
+async def _racedash(url: str, prefix: str, frames: int, rate: float) -> dict:
     subscriber = RoomSubscriber(url, prefix, has_room=lambda room: False, deliver=lambda room, data: None)
     task = asyncio.create_task(subscriber.run())
     await subscriber.subscribed.wait()
-    publisher = mp.Process(target=_publish, args=(url, prefix, frames))
+    publisher = mp.Process(target=_publish, args=(url, prefix, frames, rate))
     began_cpu, began = _cpu(), time.perf_counter()
     publisher.start()
     while subscriber.stats.received < frames:
@@ -74,12 +80,12 @@ async def _racedash(url: str, prefix: str, frames: int) -> dict:
             "frames_per_s": round(frames / wall)}
 
 
-async def _redis_py(url: str, prefix: str, frames: int) -> dict:
+async def _redis_py(url: str, prefix: str, frames: int, rate: float) -> dict:
     client = aioredis.Redis.from_url(url)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     await pubsub.psubscribe(f"{prefix}room:*")
     cut = len(f"{prefix}room:")
-    publisher = mp.Process(target=_publish, args=(url, prefix, frames))
+    publisher = mp.Process(target=_publish, args=(url, prefix, frames, rate))
     received = dropped = 0
     began_cpu, began = _cpu(), time.perf_counter()
     publisher.start()
@@ -102,10 +108,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=200_000)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--rate", type=float, default=20_000.0, help="frames published per second")
     args = parser.parse_args()
     for run in (_racedash, _redis_py):
         prefix = f"racedash-bench-{secrets.token_hex(4)}:"
-        print(json.dumps({"bench": "cluster_drop", **asyncio.run(run(args.redis, prefix, args.frames))}), flush=True)
+        print(json.dumps({"bench": "cluster_drop", **asyncio.run(run(args.redis, prefix, args.frames, args.rate))}), flush=True)
 
 
 if __name__ == "__main__":
