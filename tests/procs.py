@@ -137,7 +137,12 @@ def close_sync_client(client) -> None:
     The library leaves the websocket open when the server dropped the
     connection first, and keeps the polling transport's requests session.
     """
-    client.disconnect()
+    # A client still trying to reconnect (its server was killed) would go on in a thread of
+    # its own, calling random() in the test process for ever: stop that too.
+    client.reconnection = False
+    client.shutdown()
+    if client.eio.state == "connected":  # its namespace was gone already: the transport is not
+        client.disconnect()
     if client.eio.ws is not None:
         client.eio.ws.shutdown()
     if client.eio.http is not None:
