@@ -176,9 +176,10 @@ class Recorder:
     def is_live(self, session_id: str) -> bool:
         return session_id in self._writers or session_id in self._closing
 
-    def live_summaries(self) -> dict[str, Summary]:
-        """Copies of the live recordings' summaries (only what is on disk)."""
-        return {sid: w.summary.copy() for sid, w in self._writers.items() if w.summary is not None}
+    def live_summaries(self) -> dict[str, Summary | None]:
+        """Copies of the live recordings' summaries (only what is on disk); None for a recording
+        whose writer has not opened its file yet (a session just resumed): live all the same."""
+        return {sid: w.summary.copy() if w.summary is not None else None for sid, w in self._writers.items()}
 
     async def flush(self, session_id: str, timeout: float = 2.0) -> bool:
         writer = self._writers.get(session_id)

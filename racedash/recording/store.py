@@ -47,7 +47,7 @@ def seq_from_clock() -> int:
 # A range longer than this many bytes per wanted point is sampled, not read whole.
 SAMPLE_BYTES_PER_POINT = 4096
 
-LiveSummaries = Callable[[], "dict[str, Summary]"]
+LiveSummaries = Callable[[], "dict[str, Summary | None]"]
 
 # What a request is told of a recording that does not exist, and of one it may not see
 # (another team's): the same words, so that the answer never confirms that it exists.
@@ -101,7 +101,7 @@ class RecordingStore:
         live = self.live_summaries()
         return await asyncio.to_thread(self._list, live)
 
-    def _list(self, live: dict[str, Summary]) -> list[dict[str, Any]]:
+    def _list(self, live: dict[str, Summary | None]) -> list[dict[str, Any]]:
         items = []
         try:
             entries = list(os.scandir(self.directory))
@@ -117,12 +117,12 @@ class RecordingStore:
         items.sort(key=lambda item: item["first_time"] or item["created"], reverse=True)
         return items
 
-    def _describe(self, path: Path, session_id: str, live: dict[str, Summary]) -> dict[str, Any] | None:
+    def _describe(self, path: Path, session_id: str, live: dict[str, Summary | None]) -> dict[str, Any] | None:
         summary = live.get(session_id)
         if summary is not None:
             return summary.public(live=True)
         try:
-            return load_summary(path).public(live=False)
+            return load_summary(path).public(live=session_id in live)
         except (RecordingFormatError, OSError) as exc:
             log.warning("skipping recording %s: %s", shown(path), getattr(exc, "strerror", None) or exc)
             return None
