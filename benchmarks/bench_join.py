@@ -47,13 +47,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import multiprocessing as mp
 import os
 import random
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -125,26 +123,7 @@ def event_data(payload: bytes) -> Any:
 
 async def connect_raw(factory: Callable[[], wsclient.SioConnection], host: str, port: int, timeout: float = 20) -> Any:
     """Like :func:`wsclient.connect` (websocket only, default namespace), with a connection made by ``factory``."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setblocking(False)
-    await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
-    _, conn = await loop.create_connection(factory, sock=sock)
-    key = base64.b64encode(os.urandom(16)).decode()
-    conn.transport.write(
-        (
-            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
-            f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    try:
-        await asyncio.wait_for(asyncio.shield(conn.opened), timeout)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return await wsclient.open_connection(factory, host, port, timeout=timeout)
 
 
 async def connect_counting(host: str, port: int, keep: frozenset[str] = frozenset(), timeout: float = 20) -> CountingConnection:

@@ -183,6 +183,20 @@ async def connect(
     deflate: bool = False,
 ) -> SioConnection:
     """Open a websocket-only Socket.IO connection to the default namespace."""
+    return await open_connection(lambda: SioConnection(on_event, deflate=deflate), host, port,
+                                 rcvbuf=rcvbuf, timeout=timeout, deflate=deflate)
+
+
+async def open_connection(
+    factory: Callable[[], "SioConnection"],
+    host: str,
+    port: int,
+    *,
+    rcvbuf: int | None = None,
+    timeout: float = 20,
+    deflate: bool = False,
+) -> Any:
+    """:func:`connect` with the connection made by ``factory`` (a SioConnection or a subclass)."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # our side must not add Nagle delay
@@ -190,7 +204,7 @@ async def connect(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setblocking(False)
     await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
-    _, conn = await loop.create_connection(lambda: SioConnection(on_event, deflate=deflate), sock=sock)
+    _, conn = await loop.create_connection(factory, sock=sock)
     extensions = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else ""
     key = base64.b64encode(os.urandom(16)).decode()
     conn.transport.write(

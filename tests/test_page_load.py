@@ -22,6 +22,7 @@ from racedash.pagestate import DashboardState, script_json
 from racedash.sessions import SessionRegistry
 from tests.browser import chromium
 from tests.helpers import Client
+from tests.test_ui_dashboard import monitor_session, publish
 from tests.ui_data import changed_setup, setup_payload, stint
 
 STATE = re.compile(r'<script type="application/json" id="dashboard-state">(.*?)</script>', re.S)
@@ -40,23 +41,6 @@ async def fetch(server, path: str, **kwargs):
         return await client.fetch(server.url + path, raise_error=False, **kwargs)
     finally:
         client.close()
-
-
-async def monitor_session(server, clients) -> tuple[Client, str]:
-    monitor = Client(server.url)
-    clients.append(monitor)
-    await monitor.connect()
-    ack = await monitor.call("request_session_id", {})
-    return monitor, ack["session_id"]
-
-
-async def publish(monitor: Client, frames: list[dict]) -> list[int]:
-    seqs = []
-    for frame in frames:
-        ack = await monitor.call("telemetry_update", frame)
-        assert ack["ok"], ack
-        seqs.append(ack["seq"])
-    return seqs
 
 
 def page_state(body: str) -> dict | None:

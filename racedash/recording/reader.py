@@ -39,18 +39,24 @@ def event_at(f: BinaryIO, offset: int) -> Event | None:
     return decode_event(f.readline())
 
 
-def iter_events(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, Event]]:
-    """(offset, event) for every decodable line that starts in [start, end)."""
+def _lines(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) for every complete line that starts in [start, end); a torn last line ends it."""
     f.seek(start)
     offset = start
     while offset < end:
         line = f.readline()
         if not line.endswith(b"\n"):
             return
+        yield offset, line
+        offset += len(line)
+
+
+def iter_events(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, Event]]:
+    """(offset, event) for every decodable line that starts in [start, end)."""
+    for offset, line in _lines(f, start, end):
         event = decode_event(line)
         if event is not None:
             yield offset, event
-        offset += len(line)
 
 
 def iter_frames(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, Frame]]:
@@ -59,21 +65,13 @@ def iter_frames(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, Frame]
     A line racedash wrote with its tail offset becomes a frame holding the line's own
     bytes (sent on as they are, racedash.wire); any other line is decoded.
     """
-    f.seek(start)
-    offset = start
-    while offset < end:
-        line = f.readline()
-        if not line.endswith(b"\n"):
-            return
+    for offset, line in _lines(f, start, end):
         encoded = decode_encoded_event(line)
         if encoded is not None:
             yield offset, Frame(encoded.seq, encoded.kind, encoded.t, data_json=encoded.data_json,
                                 tail_at=encoded.tail_at)
-        else:
-            event = decode_event(line)
-            if event is not None:
-                yield offset, Frame(event.seq, event.kind, event.t, payload=event.data)
-        offset += len(line)
+        elif (event := decode_event(line)) is not None:
+            yield offset, Frame(event.seq, event.kind, event.t, payload=event.data)
 
 
 def find_offset(f: BinaryIO, start: int, end: int, key: Callable[[Event], float], target: float) -> int:
