@@ -47,18 +47,10 @@ from typing import Any
 
 from playwright.async_api import async_playwright
 
+from tests.browser import CHROMIUM_ARGS  # the browser the UI tests drive, started the same way
+
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD = re.compile(r"(http://127\.0\.0\.1:\d+)/dashboard/([0-9a-f-]{36})")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # Runs in every page before its own scripts. Marks the first value of the speed field and
 # logs what the page's websockets send and receive, on the page's own clock.

@@ -10,9 +10,10 @@ On the channel an event is ``<origin>\\nE\\n<event>\\n<message>``, and a
 session's frame ``<origin>\\nF\\n<seq>\\n<kind>\\n<received>\\n<tail_at>\\n<JSON>``:
 the frame itself, which the processes with viewers of it take in as the owner
 did (racedash.cluster.follow) before they send it on. ``origin`` lets the
-publishing process skip its own (its viewers already have them). Publishes leave through one task, in order, pipelined: a room's frames
-reach other processes in the order they were emitted, and the live path never
-waits on Redis. While Redis is unreachable the frames for other processes are
+publishing process skip its own (its viewers already have them). Publishes
+leave through one task, in order, pipelined: a room's frames reach other
+processes in the order they were emitted, and the live path never waits on
+Redis. While Redis is unreachable the frames for other processes are
 dropped (bounded: ``max_queued``) and local viewers are served as before.
 """
 
@@ -95,18 +96,17 @@ class RoomBus:
     # -- out --------------------------------------------------------------------------
     def publish(self, room: str, event: str, message: bytes) -> None:
         """Any room event but a session's frames: the message as this process's viewers got it."""
-        if self._full():
-            return
-        channel = f"{self._prefix}room:{room}".encode()
-        self._queue.append(("E", channel, b"%s\nE\n%s\n%s" % (self.origin, event.encode(), message), None))
-        self._wake.set()
+        self._enqueue(room, b"E", event.encode(), message)
 
     def publish_other(self, kind: bytes, room: str, payload: bytes) -> None:
         """A message of another kind (see ``handlers``) on ``room``'s channel, in order with the rest."""
+        self._enqueue(room, kind, payload)
+
+    def _enqueue(self, room: str, kind: bytes, *parts: bytes) -> None:
         if self._full():
             return
         channel = f"{self._prefix}room:{room}".encode()
-        self._queue.append(("E", channel, b"%s\n%s\n%s" % (self.origin, kind, payload), None))
+        self._queue.append(("E", channel, b"\n".join((self.origin, kind, *parts)), None))
         self._wake.set()
 
     def publish_frame(self, append: Any, keys: list, args: list) -> asyncio.Future:
