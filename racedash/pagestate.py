@@ -108,7 +108,12 @@ class DashboardState:
 
     async def script(self, session_id: str) -> str | None:
         """The state as a ``<script type="application/json">`` element's text, or None."""
-        state = await self.build(session_id)
+        return self.encode(session_id, await self.build(session_id))
+
+    @staticmethod
+    def encode(session_id: str, state: dict[str, Any] | None) -> str | None:
+        """``state`` (from :meth:`build`) as a ``<script>`` element's text; None when there is none or it
+        cannot be encoded."""
         if state is None:
             return None
         try:

@@ -16,6 +16,7 @@ from racedash.config import Settings, SettingsError
 from racedash.auth import COOKIE_DAYS, COOKIE_NAME, LoginThrottle, Principal, TeamAccess, same_origin_path
 from racedash.errors import InvalidSessionId, RacedashError
 from racedash.ids import parse_session_id
+from racedash.pagefields import BLANK_VIEW, PREFS_COOKIE, DisplayPrefs, first_view
 from racedash.pagestate import DashboardState
 from racedash.sessions import SessionRegistry
 
@@ -180,8 +181,13 @@ class DashboardHandler(BaseHandler):
             raise tornado.web.HTTPError(404, reason="No such dashboard") from None
         self.set_header("Referrer-Policy", "no-referrer")  # the URL is the session's secret
         self.set_header("Cache-Control", "no-store")  # and so is the state in the page
-        state = await self.page_state.script(session_id) if self.page_state is not None else None
-        self.render("dashboard.html", session_id=session_id, mode="live", ui_config=self.ui_config, state_json=state)
+        state = await self.page_state.build(session_id) if self.page_state is not None else None
+        # Both before the next await: the race model's rows in ``state`` are live lists.
+        state_json = DashboardState.encode(session_id, state)
+        prefs = DisplayPrefs.from_cookie(self.get_cookie(PREFS_COOKIE))
+        view = first_view(state, self.ui_config, prefs) if state_json is not None else None
+        self.render("dashboard.html", session_id=session_id, mode="live", ui_config=self.ui_config, state_json=state_json,
+                    view=view or BLANK_VIEW, prefs=prefs)
 
 
 class StaticHandler(tornado.web.StaticFileHandler):

@@ -20,7 +20,7 @@ import { Transport } from "./transport.js";
 import { LapTable, renderStintTable } from "./laptable.js";
 import { feedEntries, renderFeed } from "./eventfeed.js";
 import { bindShortcuts, fillHelp } from "./keys.js";
-import { applyTheme, currentTheme, loadUnits, saveUnits, setTheme } from "./prefs.js";
+import { applyTheme, currentTheme, loadUnits, mirrorPrefs, saveUnits, setTheme } from "./prefs.js";
 
 const root = document.getElementById("dashboard");
 const sessionId = root.dataset.sessionId;
@@ -854,6 +854,7 @@ function showTheme(theme) {
 }
 
 showTheme(currentTheme());
+mirrorPrefs(); // choices made before the cookie existed, or in another of the server's pages
 $("theme-toggle").addEventListener("click", () => {
   const theme = currentTheme() === "dark" ? "light" : "dark";
   setTheme(theme);
@@ -955,14 +956,6 @@ function afterPaint(fn) {
   setTimeout(run, 200);
 }
 
-// uPlot is a deferred script after this module (the first paint need not wait for it): it has run
-// by DOMContentLoaded, which comes after this module.
-const uPlotLoaded = new Promise((resolve) => {
-  if (window.uPlot) resolve();
-  document.addEventListener("DOMContentLoaded", resolve, { once: true });
-  window.addEventListener("load", resolve, { once: true });
-});
-
 if (state.replay) becomeReplay();
 const inline = state.replay ? null : pageState();
 if (inline) applyPageState(inline);
@@ -973,7 +966,7 @@ afterPaint(() => {
     applyPageHistory(inline);
     connect();
   }
-  uPlotLoaded.then(() => charts.start());
+  charts.start(); // boot.js ran uPlot before this module
 });
 setInterval(() => {
   refreshBadge();
