@@ -4,12 +4,16 @@ A viewer may join a session on any process. The process it reached takes the
 session up as usual (its recording, on the shared volume), then reads from
 the session's Redis stream the frames the writer acknowledged but had not
 flushed yet (racedash.cluster.state), and from then on takes in each frame
-the writer publishes on the room channel exactly as the writer did: the same
-ring, latest state and race model (racedash.sessions.SessionRegistry.follow,
+the writer publishes on the session's frame channel exactly as the writer did:
+the same ring, latest state and race model (racedash.sessions.SessionRegistry.follow,
 racedash.racefeed), then its viewers get it. So a join, a ``last_seq``
 gap-fill, the history and the race tables are served here exactly as on the
 writer. A frame missing from the channel (Redis was away) is read back from
 the stream; frames already taken in are never applied or sent twice.
+
+The process subscribes to the frame channel while, and only while, it follows
+the session (racedash.cluster.subscriber): before it reads the stream when it
+takes a session up, so no frame falls between the two.
 
 Frames arriving while the session is being taken up wait in a buffer and are
 applied, in the same step as the session is registered, after the restored
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from redis.exceptions import RedisError
 
@@ -38,6 +42,18 @@ Recorded = Callable[[str, int, int], Awaitable[list[Frame]]]
 # Frames a writer may have put in its file and not yet in its stream when it died (those in flight).
 STREAM_SLACK = 64
 
+# How long taking a session up waits for Redis to confirm its frame subscription (then it goes on:
+# a frame that arrives after a gap fetches the missing ones from the stream).
+SUBSCRIBE_WAIT = 1.0
+
+
+class Frames(Protocol):
+    """Where a session's frames are subscribed to (racedash.cluster.roombus.RoomBus)."""
+
+    def follow_frames(self, session_id: str) -> asyncio.Future: ...
+
+    def unfollow_frames(self, session_id: str) -> None: ...
+
 
 @dataclass
 class _Following:
@@ -49,8 +65,10 @@ class _Following:
 
 class Follower:
     def __init__(self, registry: SessionRegistry, race: RaceFeed | None, local: Any, state: SharedState, *,
-                 max_buffered: int = 2400, recorded: Recorded | None = None, recorded_wait: float = 0.5) -> None:
+                 max_buffered: int = 2400, recorded: Recorded | None = None, recorded_wait: float = 0.5,
+                 frames: Frames | None = None) -> None:
         self.registry = registry
+        self.frames = frames
         # Frames between two seqs from the recording (the writer's file on the shared volume): what
         # fills a gap neither the channel nor the stream has (both missed it while Redis was away).
         self.recorded = recorded
@@ -72,6 +90,12 @@ class Follower:
         From this call on, the room's frames are kept for the session (see :meth:`attach`).
         """
         self._following[session_id] = _Following()
+        if self.frames is not None:
+            subscribed = self.frames.follow_frames(session_id)
+            try:
+                await asyncio.wait_for(asyncio.shield(subscribed), SUBSCRIBE_WAIT)
+            except asyncio.TimeoutError:
+                log.warning("session %s: frame subscription not confirmed by redis yet", session_id[:8])
         file_last = restored.recent[-1].seq if restored is not None and restored.recent else 0
         try:
             stream_last = await self.state.last_seq(session_id)
@@ -180,11 +204,14 @@ class Follower:
     def follow_existing(self, session: Session) -> None:
         """A session this process wrote until now: written elsewhere from now on."""
         self._following[session.id] = _Following(session=session)
+        if self.frames is not None:
+            self.frames.follow_frames(session.id)
 
     # -- end ----------------------------------------------------------------------------------
     def stop(self, session_id: str) -> None:
         """No longer taken in from the channel: ended here, or written by this process from now on."""
-        self._following.pop(session_id, None)
+        if self._following.pop(session_id, None) is not None and self.frames is not None:
+            self.frames.unfollow_frames(session_id)
 
     def sweep(self, now_monotonic: float, linger_seconds: float) -> list[str]:
         """Followed sessions with no viewer here for ``linger_seconds``: returns their ids (to end)."""

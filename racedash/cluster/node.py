@@ -80,7 +80,7 @@ class Cluster:
         self._registry, self._race, self._recorder, self._disconnect = registry, race, recorder, disconnect
         self.stale_seconds = stale_seconds
         recorded = recorder.store.frames_between if recorder is not None else None
-        self.follower = Follower(registry, race, self.local, self.state, recorded=recorded)
+        self.follower = Follower(registry, race, self.local, self.state, recorded=recorded, frames=self.bus)
         self.bus.follower = self.follower
         registry.on_taken_up = self.follower.attach
         registry.on_end = self.follower.stop
@@ -193,10 +193,11 @@ class Cluster:
         lease = self.leases.get(session.id)
         if lease is None:
             return  # Redis was away when it was claimed: the lease keeper takes it when it returns
-        keys, args = self.state.append_args(
-            session.id, lease, frame, self.bus.frame_head(frame.seq, frame.kind, frame.received, frame.tail_at))
-        # The bus settles every frame it is given (Redis's answer, or its connection's error within
-        # its 5 s socket timeout): no timer of our own per frame.
+        assert frame.data_json is not None
+        keys, args = self.state.append_args(session.id, lease, frame, self.bus.frame_message(
+            frame.seq, frame.kind, frame.received, frame.tail_at, frame.data_json))
+        # The bus settles every frame it is given (Redis's answer, or a ConnectionError: the connection
+        # was lost, or Redis owed answers for 5 s): no timer of our own per frame.
         try:
             accepted = await self.bus.publish_frame(self.state.append_script, keys, args)
         except (ConnectionError, RedisError, OSError):
@@ -213,10 +214,18 @@ class Cluster:
             # Closed, not just flushed: the next writer appends to the file, and this process, if the
             # monitor comes back here, reopens it from its end rather than from what it remembers.
             await self._recorder.close_session(session.id, ended=False)
+        # Subscribed to its frames before the lease is let go: the next writer's first frame reaches us.
+        subscribed = self.bus.follow_frames(session.id)
+        try:
+            await asyncio.wait_for(asyncio.shield(subscribed), 1.0)
+        except asyncio.TimeoutError:
+            pass  # Redis is slow or away: a later frame fetches what the channel missed (racedash.cluster.follow)
         await self._let_go(session.id, lease)
         assert self.follower is not None and self._registry is not None
         if self._registry.get(session.id) is session and session.id not in self.leases:
             self.follower.follow_existing(session)
+        elif not self.follower.follows(session.id):
+            self.bus.unfollow_frames(session.id)
 
     async def _let_go(self, session_id: str, lease: str | None) -> None:
         self.leases.pop(session_id, None)

@@ -66,57 +66,93 @@ class _Replies(asyncio.Protocol):
             self._pipe.reply(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._pipe.lost(exc)
+        self._pipe.lost(exc, self)
+
+
+# What is called with a command's reply: the reply (a ``hiredis.ReplyError`` when Redis refused the
+# command), or a ConnectionError when the connection was lost before it came.
+OnReply = Callable[[Any], None]
 
 
 class CommandPipe:
-    """One connection, commands answered in order: ``send`` returns the reply's future.
+    """One connection, commands answered in order.
 
-    A reply that is an error is the future's result as a ``hiredis.ReplyError`` (the
-    caller decides, e.g. NOSCRIPT); a lost connection fails every pending future with
-    ConnectionError, and the next ``send`` after :meth:`ensure` reconnects.
+    :meth:`write` hands Redis already packed commands with one callback per command
+    (None: a reply nobody waits for); :meth:`send` is the same for one command, with
+    a future. A lost connection calls every pending callback with a ConnectionError
+    (a future gets it as its exception), and the next :meth:`ensure` reconnects.
     """
 
     def __init__(self, url: str) -> None:
         self._url = url
         self._transport: asyncio.Transport | None = None
-        self._pending: deque[asyncio.Future | None] = deque()  # None: a reply nobody waits for
+        self._protocol: _Replies | None = None
+        self._pending: deque[OnReply | None] = deque()
+        self.replies = 0  # replies read so far (a watchdog's measure of progress)
 
     @property
     def connected(self) -> bool:
         return self._transport is not None and not self._transport.is_closing()
 
-    async def ensure(self) -> None:
+    @property
+    def waiting(self) -> int:
+        """Replies still owed."""
+        return len(self._pending)
+
+    async def ensure(self) -> bool:
+        """Connected; True when this call opened a new connection."""
         if self.connected:
-            return
-        self._pending.clear()
-        transport, _protocol, skip = await open_connection(self._url, lambda: _Replies(self), select_db=True)
-        self._transport = transport
+            return False
+        self.lost(None)  # what the last connection still owed (closing, not yet reported lost)
+        transport, protocol, skip = await open_connection(self._url, lambda: _Replies(self), select_db=True)
+        self._transport, self._protocol = transport, protocol
         self._pending.extend([None] * skip)
+        return True
+
+    def write(self, data: bytes, callbacks: list[OnReply | None]) -> None:
+        """Packed commands (one or several), answered in order by ``callbacks``; connected (see ensure)."""
+        assert self._transport is not None
+        self._transport.write(data)
+        self._pending.extend(callbacks)
 
     def send(self, *parts: Any) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
         if not self.connected:
             future.set_exception(ConnectionError("not connected to redis"))
             return future
-        assert self._transport is not None
-        self._transport.write(pack(*parts))
-        self._pending.append(future)
+
+        def settle(reply: Any) -> None:
+            if future.done():
+                return
+            if isinstance(reply, ConnectionError):
+                future.set_exception(reply)
+                future.exception()
+            else:
+                future.set_result(reply)
+
+        self.write(pack(*parts), [settle])
         return future
 
     def reply(self, reply: Any) -> None:
+        self.replies += 1
         waiting = self._pending.popleft() if self._pending else None
-        if waiting is not None and not waiting.done():
-            waiting.set_result(reply)
+        if waiting is not None:
+            waiting(reply)
 
-    def lost(self, exc: Exception | None) -> None:
-        self._transport = None
+    def lost(self, exc: Exception | None, protocol: "_Replies | None" = None) -> None:
+        if protocol is not None and protocol is not self._protocol:
+            return  # a connection replaced already
+        self._transport = self._protocol = None
         error = ConnectionError(f"redis connection lost: {exc or 'closed'}")
         while self._pending:
             waiting = self._pending.popleft()
-            if waiting is not None and not waiting.done():
-                waiting.set_exception(error)
-                waiting.exception()
+            if waiting is not None:
+                waiting(error)
+
+    def abort(self) -> None:
+        """Drop the connection now (Redis stopped answering): every pending callback gets a ConnectionError."""
+        if self._transport is not None:
+            self._transport.abort()
 
     def close(self) -> None:
         if self._transport is not None:

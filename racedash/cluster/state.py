@@ -5,12 +5,14 @@ Keys, all under the deployment's prefix ``p``:
 * ``p s:<id>:frames`` — a Stream of the session's recent frames, entry id
   ``<seq>-0``, capped (``MAXLEN ~``) at the ring size: what a process taking a
   session up reads after the recording (frames the owner acknowledged but had
-  not flushed to the file yet), and what fills a gap in the room channel.
+  not flushed to the file yet), and what fills a gap in the frame channel.
+  One field, ``m``: the frame's message exactly as published on its channel
+  (racedash.cluster.roombus), so the frame crosses to Redis once.
 * ``p s:<id>:owner`` — the writer lease, ``<node>:<fencing token>``, with a TTL
   the owner renews. Only its holder stamps frames and appends to the recording.
 * ``p s:<id>:fence`` — the counter the fencing tokens come from.
 
-A frame enters the stream and the room channel in one script, and only while
+A frame enters the stream and its channel (``p f:<id>``) in one script, and only while
 the writer's lease is still its own: a process that lost its lease (it
 stalled past the TTL and another took over) can no longer add frames.
 """
@@ -26,16 +28,16 @@ from racedash.sessions import Frame
 # A lease found missing (Redis restarted empty, or it expired while Redis was away and nobody
 # took it) is taken back by its holder: only another process's lease refuses.
 
-# KEYS: owner, frames stream, room channel.
-# ARGV: lease, seq, kind, received, tail_at, data, maxlen, bus message head (data follows it), ttl ms.
+# KEYS: owner, frames stream, frame channel.
+# ARGV: lease, entry id (<seq>-0), maxlen, the frame's message, ttl ms.
 _APPEND = """
 local held = redis.call('GET', KEYS[1])
 if held ~= ARGV[1] then
   if held then return 0 end
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[9])
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[5])
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], ARGV[2] .. '-0', 'k', ARGV[3], 't', ARGV[4], 'a', ARGV[5], 'd', ARGV[6])
-redis.call('PUBLISH', KEYS[3], ARGV[8] .. ARGV[6])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], ARGV[2], 'm', ARGV[4])
+redis.call('PUBLISH', KEYS[3], ARGV[4])
 return 1
 """
 
@@ -77,6 +79,9 @@ class Keys:
     def room(self, room: str) -> str:
         return f"{self.prefix}room:{room}"
 
+    def frame_channel(self, session_id: str) -> str:
+        return f"{self.prefix}f:{session_id}"
+
 
 class SharedState:
     def __init__(self, redis: aioredis.Redis, prefix: str, node: str, *, lease_ms: int = 5000, ring_frames: int = 1200) -> None:
@@ -113,17 +118,14 @@ class SharedState:
     async def release(self, session_id: str, lease: str) -> None:
         await self._renew(keys=[self.keys.owner(session_id)], args=[lease, 0])
 
-    def append_args(self, session_id: str, lease: str, frame: Frame, bus_head: bytes) -> tuple[list, list]:
+    def append_args(self, session_id: str, lease: str, frame: Frame, message: bytes) -> tuple[list, list]:
         """(keys, args) of the fenced append of one frame (run by the room bus, in emit order).
 
-        ``bus_head``: what precedes the frame's JSON in its room-channel message (the script joins them:
-        the JSON crosses to Redis once).
+        ``message``: the frame as its channel carries it (racedash.cluster.roombus), also the stream entry.
         """
-        assert frame.data_json is not None
         return (
-            [self.keys.owner(session_id), self.keys.frames(session_id), self.keys.room(session_id)],
-            [lease, frame.seq, frame.kind, repr(frame.received), frame.tail_at, frame.data_json, self.ring_frames,
-             bus_head, self.lease_ms],
+            [self.keys.owner(session_id), self.keys.frames(session_id), self.keys.frame_channel(session_id)],
+            [lease, b"%d-0" % frame.seq, self.ring_frames, message, self.lease_ms],
         )
 
     async def last_seq(self, session_id: str) -> int:
@@ -138,6 +140,12 @@ class SharedState:
 
 
 def frame_of(entry_id: bytes, fields: dict[bytes, bytes]) -> Frame:
+    message = fields.get(b"m")
+    if message is not None:  # <origin>\nF\n<seq>\n<kind>\n<received>\n<tail_at>\n<JSON>
+        _origin, _f, _seq, kind, received, tail_at, data_json = message.split(b"\n", 6)
+        return Frame(seq=int(entry_id.split(b"-", 1)[0]), kind=kind.decode(), received=float(received),
+                     data_json=data_json, tail_at=int(tail_at))
+    # An entry of an earlier version: one field per part.
     return Frame(
         seq=int(entry_id.split(b"-", 1)[0]),
         kind=fields[b"k"].decode(),
