@@ -43,7 +43,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import re
 import urllib.parse
+import urllib.request
 from array import array
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -158,7 +160,23 @@ def start_servers(mode: str, nodes: int, redis_url: str, prefix: str, directory:
     return servers
 
 
-def run(mode: str, scenario: Scenario, duration: float, nodes: int, redis_url: str, extra: dict[str, str]) -> dict:
+NODE_HINT = re.compile(r'data-node="([a-z0-9]+)"')
+
+
+def writer_index(servers: list[ServerProcess], k: int, session_id: str) -> int | None:
+    """The index of the process a session's dashboard page names (data-node), asked of process k mod n."""
+    for _attempt in range(50):  # the writer's lease is taken with its first frame: wait for it
+        port = servers[k % len(servers)].port
+        with urllib.request.urlopen(f"http://{HOST}:{port}/dashboard/{session_id}", timeout=10) as response:
+            found = NODE_HINT.search(response.read().decode())
+        if found:
+            return NODE_NAMES.index(found.group(1))
+        time.sleep(0.1)
+    return None
+
+
+def run(mode: str, scenario: Scenario, duration: float, nodes: int, redis_url: str, extra: dict[str, str],
+        placement: str = "split") -> dict:
     ctx = mp.get_context("fork")
     prefix = f"racedash-bench-{secrets.token_hex(4)}:"
     tmp = Path(tempfile.mkdtemp(prefix="racedash-cluster-bench-"))
@@ -176,11 +194,22 @@ def run(mode: str, scenario: Scenario, duration: float, nodes: int, redis_url: s
             procs.append(p)
             pub_pipes.append(parent)
         ids_per_server = [_recv(parent, 60, "session ids") for parent in pub_pipes]
-        # Viewers: the i-th viewer of every session to process i mod n (each session has viewers everywhere).
         assignments: list[list[str]] = [[] for _ in servers]
-        for session_id in (s for ids in ids_per_server for s in ids):
-            for i in range(scenario.viewers):
-                assignments[i % n].append(session_id)
+        session_ids = [s for ids in ids_per_server for s in ids]
+        hinted = 0
+        if placement == "writer" and n > 1:
+            # As the shipped nginx routes them: each session's dashboard page (fetched from any process,
+            # here each in turn) names the process writing it, and its viewers connect there.
+            for k, session_id in enumerate(session_ids):
+                index = writer_index(servers, k, session_id)
+                hinted += index is not None
+                for i in range(scenario.viewers):
+                    assignments[(index if index is not None else i) % n].append(session_id)
+        else:
+            # The i-th viewer of every session to process i mod n (each session has viewers everywhere).
+            for session_id in session_ids:
+                for i in range(scenario.viewers):
+                    assignments[i % n].append(session_id)
         viewer_pipes = []
         t_connect = time.time()
         for server, sessions in zip(servers, assignments):
@@ -248,6 +277,8 @@ def run(mode: str, scenario: Scenario, duration: float, nodes: int, redis_url: s
         "scenario": scenario.label,
         "P": scenario.publishers, "V": scenario.viewers, "R": scenario.rate, "D": duration,
         "processes": n,
+        "placement": placement if mode == "cluster" else None,
+        "sessions_placed_by_hint": hinted if mode == "cluster" and placement == "writer" else None,
         "frames_sent": sum(sent.values()),
         "frames_owed": owed,
         "frames_delivered": delivered,
@@ -294,7 +325,8 @@ def table(rows: list[dict]) -> str:
             p = _ratio(lat["p99"], base["latency_ms"]["p99"])
             cpu_ratio = f"{c} {'met' if c is not None and c <= 1.3 else 'not met'}"
             p99_ratio = f"{p} {'met' if p is not None and p <= 2 else 'not met'}"
-        mode = r["mode"] if r["mode"] == "single" else f"{r['processes']} processes + Redis"
+        mode = r["mode"] if r["mode"] == "single" else f"{r['processes']} processes + Redis" + (
+            ", viewers at the writer (page hint)" if r.get("placement") == "writer" else "")
         cpu = f"{r['cpu_us_per_frame']}" + (f" ({r['cpu_us_per_frame_with_redis']})" if r["redis_cpu_s"] is not None else "")
         lines.append(
             f"| {r['scenario']} | {mode} | {r['delivered_fps']:g} ({r['delivered_share']:.0%}) | {cpu} "
@@ -326,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="sessions,viewers per session,Hz (repeatable; default the issue's 10,20,50 and 50,20,2)")
     parser.add_argument("--mode", action="append", choices=["single", "cluster"], help="default: both")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a setting for every process")
+    parser.add_argument("--placement", choices=["split", "writer"], default="split",
+                        help="cluster runs: each session's viewers split over every process (every frame crosses "
+                             "Redis: default), or where the dashboard page's node hint sends them (its writer)")
     parser.add_argument("--json", type=Path, help="also append each run's JSON line to this file")
     args = parser.parse_args(argv)
     if not 2 <= args.nodes <= len(NODE_NAMES):
@@ -340,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for scenario in scenarios:
         for mode in modes:
-            row = run(mode, scenario, duration, args.nodes, args.redis, extra)
+            row = run(mode, scenario, duration, args.nodes, args.redis, extra, args.placement)
             rows.append(row)
             line = json.dumps(row)
             print(line, flush=True)

@@ -291,7 +291,11 @@ def make_app(settings: Settings) -> Racedash:
                     "secure_cookies": settings.public_url.startswith("https://"),
                 },
             ),
-            (r"/dashboard/([^/]+)", DashboardHandler, {"ui_config": ui_config(settings), "page_state": DashboardState(registry, history, race)}),
+            (r"/dashboard/([^/]+)", DashboardHandler, {
+                "ui_config": ui_config(settings), "page_state": DashboardState(registry, history, race),
+                # The routing hint needs names the load balancer knows (node_name): none without.
+                "writer_node": cluster.writer_node if cluster is not None and settings.node_name else None,
+            }),
             (r"/recordings", RecordingsPageHandler, {"access": access}),
             *team_routes(registry, race, access, settings.ui_stale_seconds, cluster),
             *api_routes(store, access=team_only(access), race_options=race_options(settings),

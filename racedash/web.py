@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import orjson
 import tornado.escape
@@ -165,14 +166,20 @@ def ui_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+_NODE_NAME = re.compile(r"[a-z0-9]{1,16}")  # racedash.socketserver.check_node_name
+
+
 class DashboardHandler(BaseHandler):
     """A session's dashboard (or a replay room's: same page). A live session's page carries its
     state inline (racedash.pagestate), shown before the socket connects; the page is as secret
     as its URL: never cached, never named in a Referer."""
 
-    def initialize(self, ui_config: dict[str, Any] | None = None, page_state: DashboardState | None = None) -> None:
+    def initialize(self, ui_config: dict[str, Any] | None = None, page_state: DashboardState | None = None,
+                   writer_node: Callable[[str], Awaitable[str | None]] | None = None) -> None:
         self.ui_config = ui_config or {}
         self.page_state = page_state
+        # Several processes: names the process that writes the session (racedash.cluster.node).
+        self.writer_node = writer_node
 
     async def get(self, raw_id: str) -> None:
         try:
@@ -181,13 +188,16 @@ class DashboardHandler(BaseHandler):
             raise tornado.web.HTTPError(404, reason="No such dashboard") from None
         self.set_header("Referrer-Policy", "no-referrer")  # the URL is the session's secret
         self.set_header("Cache-Control", "no-store")  # and so is the state in the page
+        node = await self.writer_node(session_id) if self.writer_node is not None else None
+        if node is not None and not _NODE_NAME.fullmatch(node):
+            node = None  # not a name the load balancer routes on
         state = await self.page_state.build(session_id) if self.page_state is not None else None
         # Both before the next await: the race model's rows in ``state`` are live lists.
         state_json = DashboardState.encode(session_id, state)
         prefs = DisplayPrefs.from_cookie(self.get_cookie(PREFS_COOKIE))
         view = first_view(state, self.ui_config, prefs) if state_json is not None else None
         self.render("dashboard.html", session_id=session_id, mode="live", ui_config=self.ui_config, state_json=state_json,
-                    view=view or BLANK_VIEW, prefs=prefs)
+                    view=view or BLANK_VIEW, prefs=prefs, node=node)
 
 
 class StaticHandler(tornado.web.StaticFileHandler):

@@ -35,15 +35,19 @@ from tests.procs import REPO, ServerProcess, free_port
 SITE = REPO / "deploy" / "nginx" / "racedash-cluster.conf"
 NODE_NAMES = ("a", "b", "c")  # the processes the shipped site names
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-# One line per request: the sid it carried ('-': none), status, method, transport, the process(es) nginx tried.
-ROUTE_LOG_FORMAT = "log_format racedash_route '$arg_sid $status $request_method $arg_transport $upstream_addr';"
+# One line per request: the sid it carried ('-': none), status, method, transport, node hint ('-': none),
+# the process(es) nginx tried.
+ROUTE_LOG_FORMAT = (
+    "log_format racedash_route '$arg_sid $status $request_method $arg_transport $arg_node $upstream_addr';"
+)
 
 
 def render_site(listen: str, nodes: dict[str, str], cert: Path, key: Path, template: str | None = None) -> str:
     """The shipped site with its placeholders filled; the lines of processes not in ``nodes`` deleted.
 
-    The site names processes a, b and c, each on lines that say ``@@NODE_<X>@@``
-    or ``racedash_<x>``: what its header tells an operator to delete for fewer processes.
+    The site names processes a, b and c, each on lines that say ``@@NODE_<X>@@``,
+    ``racedash_<x>`` or ``racedash_<x>_first``: what its header tells an operator to
+    delete for fewer processes.
     """
     site = SITE.read_text() if template is None else template
     unknown = set(nodes) - set(NODE_NAMES)
@@ -53,7 +57,7 @@ def render_site(listen: str, nodes: dict[str, str], cert: Path, key: Path, templ
     lines = []
     for line in site.splitlines():
         code = line.split("#", 1)[0]  # comments name nodes too: only directives are deleted
-        if any(f"@@NODE_{n.upper()}@@" in code or re.search(rf"\bracedash_{n}\b", code) for n in absent):
+        if any(f"@@NODE_{n.upper()}@@" in code or re.search(rf"\bracedash_{n}(?:_first)?\b", code) for n in absent):
             continue
         lines.append(line)
     site = "\n".join(lines) + "\n"
@@ -148,12 +152,13 @@ class Nginx:
 
 @dataclass(frozen=True)
 class Route:
-    """One request nginx logged: the sid in its query (None: none), and the process address(es) tried."""
+    """One request nginx logged: the sid and node hint in its query (None: none), and the process address(es) tried."""
 
     sid: str | None
     status: int
     method: str
     transport: str
+    node: str | None
     upstream: str
 
 
@@ -256,8 +261,9 @@ class Cluster:
             return []
         routes = []
         for line in self.nginx.access_log.read_text().splitlines():
-            sid, status, method, transport, upstream = line.split(" ", 4)
-            routes.append(Route(None if sid == "-" else urllib.parse.unquote(sid), int(status), method, transport, upstream))
+            sid, status, method, transport, node, upstream = line.split(" ", 5)
+            routes.append(Route(None if sid == "-" else urllib.parse.unquote(sid), int(status), method, transport,
+                                None if node == "-" else urllib.parse.unquote(node), upstream))
         return routes
 
     def _wait_through_nginx(self, timeout: float = 10) -> None:

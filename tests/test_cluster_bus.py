@@ -8,6 +8,7 @@ runs separate processes behind nginx.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import shutil
 import subprocess
@@ -372,3 +373,40 @@ async def test_a_replay_is_controlled_over_rest_through_a_process_that_does_not_
     assert code == 200 and answer["state"]["position"] == 40.0 and replay.position == 40.0
     code, answer = await control({"action": "seek", "lap": 99})
     assert code == 404 and answer["error"] == "unknown_lap"
+
+
+async def dashboard_node(srv, session_id: str) -> str | None:
+    """The routing hint a dashboard page served by ``srv`` carries (data-node), or None."""
+    response = await tornado.httpclient.AsyncHTTPClient().fetch(f"{srv.url}/dashboard/{session_id}")
+    found = re.search(r'data-node="([^"]*)"', response.body.decode())
+    return found.group(1) if found else None
+
+
+async def test_a_dashboard_page_names_the_process_that_writes_its_session(tmp_path, servers, clients, prefix):
+    a = await start(servers, tmp_path, REDIS_URL, prefix, node_name="a")
+    b = await start(servers, tmp_path, REDIS_URL, prefix, node_name="b")
+    monitor = await connect(a.url, clients)
+    session_id = (await monitor.call("request_session_id", {}))["session_id"]
+    await monitor.call("setup_data", setup_payload(session_id))
+    # Served by either process, the page sends its socket to a (?node=a): the load balancer routes
+    # the handshake there (deploy/nginx/racedash-cluster.conf), and b need not follow the session.
+    assert await dashboard_node(a, session_id) == "a"
+    assert await dashboard_node(b, session_id) == "a"
+    assert not b.app.cluster.follower.follows(session_id)
+    assert await dashboard_node(b, "00000000-0000-4000-8000-000000000000") is None  # nobody writes it
+
+    # The monitor moves to b: b writes the session from its next frame on, and the pages say so.
+    await monitor.sio.disconnect()
+    moved = await connect(b.url, clients)
+    assert (await moved.call("telemetry_update", telemetry(session_id, lap=1)))["ok"]
+    await wait_until(lambda: b.app.cluster.writes(session_id))
+    assert await dashboard_node(a, session_id) == "b"
+    assert await dashboard_node(b, session_id) == "b"
+
+
+async def test_without_node_names_pages_carry_no_routing_hint(tmp_path, servers, clients, prefix):
+    a = await start(servers, tmp_path, REDIS_URL, prefix)
+    monitor = await connect(a.url, clients)
+    session_id = (await monitor.call("request_session_id", {}))["session_id"]
+    await monitor.call("setup_data", setup_payload(session_id))
+    assert await dashboard_node(a, session_id) is None

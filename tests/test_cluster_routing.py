@@ -3,7 +3,8 @@
 The processes name themselves in the session ids they issue (``node_name``:
 ``a.<random>``), and deploy/nginx/racedash-cluster.conf routes every request
 carrying ``?sid=`` to the process that name belongs to; handshakes go round
-robin. These tests run that file for real (tests/cluster.py) with real
+robin, or, with a node hint (``?node=b``: a page that knows its session's
+writer), to that process while it is up. These tests run that file for real (tests/cluster.py) with real
 python-socketio clients, as the monitor connects: long-polling first, then the
 websocket upgrade.
 """
@@ -130,7 +131,12 @@ def test_the_shipped_site_renders_for_two_and_three_processes(tmp_path):
     assert "@@" not in three.split("# The simpler")[0] and "~^c\\." in three and "127.0.0.1:4" in three
     two = render_site("127.0.0.1:1", {"a": "127.0.0.1:2", "b": "127.0.0.1:3"}, tmp_path, tmp_path)
     code = "\n".join(line.split("#", 1)[0] for line in two.splitlines())
-    assert not re.search(r"\bracedash_c\b|~\^c|@@", code) and re.search(r"\bracedash_b\b", code)
+    assert not re.search(r"\bracedash_c(_first)?\b|~\^c|^\s*c\s|@@", code, re.M) and re.search(r"\bracedash_b\b", code)
+    # The node hint: each process's handshake upstream, the others its backups.
+    assert re.search(r"^\s*b\s+racedash_b_first;", code, re.M) and "racedash_c_first" in three
+    b_first = re.search(r"upstream racedash_b_first \{(.*?)\}", code, re.S)
+    assert b_first and b_first.group(1).split() == [
+        "server", "127.0.0.1:3", "max_fails=1", "fail_timeout=5s;", "server", "127.0.0.1:2", "backup;", "keepalive", "8;"]
 
 
 # -- through nginx -----------------------------------------------------------------------------
@@ -319,3 +325,127 @@ def test_clients_of_a_killed_process_reconnect_to_the_others(tmp_path):
         finally:
             for client in clients:
                 close_sync_client(client)
+
+
+# -- the node hint ---------------------------------------------------------------------------------
+def hinted_handshakes(cluster: Cluster, node: str) -> list:
+    """Handshakes nginx logged with ``?node=<node>`` (no sid yet)."""
+    return [r for r in cluster.routes() if r.node == node and r.sid is None]
+
+
+@slow
+def test_a_node_hint_lands_every_handshake_on_that_process(cluster):
+    """?node=b: python-socketio repeats the URL's query on every request; the handshake goes to b, the rest by sid."""
+    hinted: list[socketio.Client] = []
+    plain: list[socketio.Client] = []
+    try:
+        for _ in range(6):  # interleaved: the hint does not disturb the round robin of the others
+            client = sync_client(reconnection=False)
+            client.connect(cluster.url + "?node=b", wait_timeout=10)
+            hinted.append(client)
+            client = sync_client(reconnection=False)
+            client.connect(cluster.url, wait_timeout=10)
+            plain.append(client)
+        for client in hinted:
+            assert cluster.node_of(client.eio.sid) == "b", client.eio.sid
+            assert cluster.node_of(client.get_sid()) == "b" and client.transport() == "websocket"
+            assert client.call("request_session_id", {}, timeout=5)["ok"]
+        assert {cluster.node_of(c.eio.sid) for c in plain} == set(cluster.nodes)
+        sids = {c.eio.sid for c in hinted}
+    finally:
+        for client in hinted + plain:
+            close_sync_client(client)
+    handshakes = hinted_handshakes(cluster, "b")
+    assert len(handshakes) >= 6 and {cluster.name_of(r.upstream) for r in handshakes} == {"b"}
+    assert all("," not in r.upstream and r.status == 200 for r in handshakes)  # b first, no retry
+    # Every later request repeated the hint with its sid, and went by the sid.
+    wait_until(lambda: {r.sid for r in cluster.routes() if r.transport == "websocket"} >= sids, 5, "websockets logged")
+    assert {r.sid for r in cluster.routes() if r.node == "b" and r.sid is not None} >= sids
+    assert_routed_by_sid(cluster, sids)
+
+
+@slow
+@pytest.mark.parametrize("hint", ["zz", "", "a.b"])
+def test_an_unknown_node_hint_goes_round_robin(cluster, hint):
+    """A name no process has (or garbage) is no error: the handshakes spread as without a hint."""
+    clients = [sync_client(reconnection=False) for _ in range(6)]
+    try:
+        for client in clients:
+            client.connect(f"{cluster.url}?node={hint}", wait_timeout=10)
+            assert client.transport() == "websocket"
+        assert {cluster.node_of(c.eio.sid) for c in clients} == set(cluster.nodes)
+    finally:
+        for client in clients:
+            close_sync_client(client)
+
+
+@slow
+def test_the_sid_wins_over_the_node_hint(cluster):
+    """A request with a sid goes where its sid says, whatever its hint says; a sid naming no process is refused."""
+    http = http_session()
+    try:
+        opened = http.get(cluster.url + "/socket.io/?EIO=4&transport=polling&node=b", timeout=5)
+        sid = json.loads(opened.text[1:])["sid"]
+        assert cluster.node_of(sid) == "b"
+        url = f"{cluster.url}/socket.io/?EIO=4&transport=polling&node=a&sid={sid}"  # a hint elsewhere
+        assert http.post(url, data=b"40", timeout=5).status_code == 200  # 400 Invalid session on a
+        reply = http.get(url, timeout=10)
+        assert reply.status_code == 200 and reply.text.startswith("40"), reply.text
+        assert cluster.node_of(json.loads(reply.text[2:])["sid"]) == "b"
+        assert http.post(url, data=b"1", timeout=5).status_code == 200  # close the session
+
+        for other in ("z.AAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAA"):
+            refused = f"{cluster.url}/socket.io/?EIO=4&transport=polling&node=b&sid={other}"
+            assert http.get(refused, timeout=5).status_code == 400
+        unknown = http.get(f"{cluster.url}/socket.io/?EIO=4&transport=polling&node=b&sid=a.AAAAAAAAAAAAAAAAAAAA", timeout=5)
+        assert unknown.status_code == 400 and "Invalid session" in unknown.text  # process a said so, not b
+    finally:
+        http.close()
+    assert_routed_by_sid(cluster, {sid, "a.AAAAAAAAAAAAAAAAAAAA"})
+    with_sid = [r for r in cluster.routes() if r.sid == sid]
+    assert len(with_sid) >= 3 and {r.node for r in with_sid} == {"a"}  # every one hinted at a, every one on b
+    assert all(r.upstream == "-" for r in cluster.routes() if r.sid in {"z.AAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAA"})
+
+
+@slow
+@pytest.mark.parametrize("processes", [3, 2])
+def test_a_node_hint_to_a_killed_process_connects_to_another(tmp_path, processes):
+    """b down: ?node=b handshakes go to the others (b's backups), a hinted client reconnects there, none is refused.
+
+    Two processes also run the site as its header says to cut it down (c's lines deleted).
+    """
+    with Cluster(tmp_path, processes) as cluster:
+        clients: list[socketio.Client] = []
+        try:
+            hinted = sync_client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1)
+            clients.append(hinted)
+            hinted.connect(cluster.url + "?node=b", wait_timeout=10)
+            assert cluster.node_of(hinted.eio.sid) == "b"
+            reconnected = threading.Event()
+            hinted.on("connect", reconnected.set)
+
+            cluster.nodes["b"].kill9()
+            assert reconnected.wait(15), cluster.output()
+            others = set(cluster.nodes) - {"b"}
+            assert cluster.node_of(hinted.eio.sid) in others and hinted.transport() == "websocket"
+            assert hinted.call("request_session_id", {}, timeout=5)["ok"]
+            for _ in range(4):  # new hinted clients: no error, on the live processes
+                client = sync_client(reconnection=False)
+                clients.append(client)
+                client.connect(cluster.url + "?node=b", wait_timeout=10)
+                assert cluster.node_of(client.eio.sid) in others
+            if processes == 2:  # c is no process here: its hint is unknown, round robin, never 400
+                client = sync_client(reconnection=False)
+                clients.append(client)
+                client.connect(cluster.url + "?node=c", wait_timeout=10)
+                assert cluster.node_of(client.eio.sid) == "a"
+        finally:
+            for client in clients:
+                close_sync_client(client)
+        handshakes = hinted_handshakes(cluster, "b")
+        b_address = cluster.addresses()["b"]
+        assert handshakes[0].upstream == b_address and handshakes[0].status == 200  # before the kill
+        after = handshakes[1:]
+        assert len(after) >= 5 and all(r.status == 200 and cluster.name_of(r.upstream) in others for r in after)
+        # The first after the kill tried b (refused) and went on to a backup; later ones skipped b.
+        assert after[0].upstream.startswith(b_address + ", "), after[0]

@@ -50,6 +50,10 @@ class SessionBusy(RacedashError):
         super().__init__(message, code="session_busy")
 
 
+# How long a page waits for Redis to name its session's writer before it goes without the hint.
+WRITER_LOOKUP_SECONDS = 0.25
+
+
 class Cluster:
     def __init__(self, redis_url: str, prefix: str, local: Any, *, lease_seconds: float = 5.0,
                  ring_frames: int = 1200, node: str | None = None) -> None:
@@ -126,6 +130,25 @@ class Cluster:
     # -- writing a session -------------------------------------------------------------------
     def writes(self, session_id: str) -> bool:
         return session_id in self.leases
+
+    async def writer_node(self, session_id: str) -> str | None:
+        """The node name of the process writing the session, as a page's routing hint (None: unknown).
+
+        The dashboard opens its socket with ``?node=<name>``, which the load balancer sends to that
+        process (deploy/nginx/racedash-cluster.conf): viewers land where the frames are made, and no
+        other process needs to follow the session for them. Only a hint: a slow or absent Redis
+        gives none rather than holding the page.
+        """
+        if session_id in self.leases:
+            held: str | None = self.node
+        else:
+            try:
+                held = await asyncio.wait_for(self.state.owner(session_id), WRITER_LOOKUP_SECONDS)
+            except (RedisError, OSError, ConnectionError, asyncio.TimeoutError):
+                return None
+        # A lease reads "<node>:<token>", and a node "<node_name>-<random>" (make_cluster).
+        node = held.split(":", 1)[0] if held else ""
+        return node.split("-", 1)[0] if "-" in node else None
 
     def written_elsewhere(self, session_id: str) -> bool:
         """Only followed here, for this process's viewers: another process writes it."""
@@ -310,5 +333,8 @@ async def _close_manager(manager) -> None:
 def make_cluster(settings, local) -> Cluster | None:
     if not settings.redis_url:
         return None
-    return Cluster(settings.redis_url, settings.redis_prefix, local,
+    # Unique per process even if two were given one node_name by mistake (a lease is told apart by it),
+    # and carrying the name the load balancer routes on (writer_node).
+    node = f"{settings.node_name}-{secrets.token_hex(4)}" if settings.node_name else None
+    return Cluster(settings.redis_url, settings.redis_prefix, local, node=node,
                    lease_seconds=settings.cluster_lease_seconds, ring_frames=settings.ring_frames)

@@ -114,7 +114,10 @@ window.racedash = { socket, store, charts, race, state };
 function connect() {
   // A websocket first (one handshake fewer than polling and upgrading); polling if it fails, e.g.
   // behind a proxy that does not pass websockets (tryAllTransports: the vendored client, 4.8).
-  socket = io({ transports: ["websocket", "polling"], tryAllTransports: true });
+  // Several processes: the page names the one writing the session (data-node), and the load balancer
+  // sends the handshake there (docs/scaling.md), so its frames need not cross Redis to reach us.
+  const query = root.dataset.node ? { node: root.dataset.node } : {};
+  socket = io({ transports: ["websocket", "polling"], tryAllTransports: true, query });
   window.racedash.socket = socket;
 
   socket.on("connect", () => {
