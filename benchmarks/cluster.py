@@ -97,6 +97,26 @@ def redis_pid(url: str) -> int | None:
     return None
 
 
+def context_switches(pid: int | None) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of a process's main thread so far (/proc/<pid>/status).
+
+    Voluntary: the event loop went to sleep and was woken again (a wake-up); involuntary: it was
+    preempted (on this machine mostly by the client processes its writes wake). (0, 0) when unknown.
+    """
+    if pid is None:
+        return 0, 0
+    counts: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if "ctxt_switches:" in line:
+                    name, value = line.split(":")
+                    counts[name] = int(value)
+    except OSError:
+        return 0, 0
+    return counts.get("voluntary_ctxt_switches", 0), counts.get("nonvoluntary_ctxt_switches", 0)
+
+
 def delete_keys(url: str, prefix: str) -> None:
     keys = redis_cli(url, "--scan", "--pattern", prefix.replace("*", r"\*") + "*").split()
     for start in range(0, len(keys), 500):
@@ -226,6 +246,7 @@ def run(mode: str, scenario: Scenario, duration: float, nodes: int, redis_url: s
         rpid = redis_pid(redis_url) if mode == "cluster" else None
         cpu0 = [s.cpu() for s in servers]
         rcpu0 = proc_cpu_seconds(rpid) if rpid else 0.0
+        switches0 = [context_switches(s.pid) for s in servers] + [context_switches(rpid)]
         t0 = time.time()
         t_start = t0 + 0.2
         for j, parent in enumerate(pub_pipes):
@@ -240,6 +261,8 @@ def run(mode: str, scenario: Scenario, duration: float, nodes: int, redis_url: s
         t1 = time.time()
         cpu = [s.cpu() - c for s, c in zip(servers, cpu0)]
         redis_cpu = proc_cpu_seconds(rpid) - rcpu0 if rpid else 0.0
+        switches = [tuple(b - a for a, b in zip(before, context_switches(pid)))
+                    for before, pid in zip(switches0, [s.pid for s in servers] + [rpid])]
         client_cpu = round(sum(proc_cpu_seconds(p.pid) for p in procs) / (t1 - t0), 3)
         for parent in viewer_pipes:
             parent.send("stop")
@@ -291,6 +314,11 @@ def run(mode: str, scenario: Scenario, duration: float, nodes: int, redis_url: s
         "redis_cpu_s": round(redis_cpu, 3) if rpid else None,
         "cpu_us_per_frame": per_frame(racedash_cpu),
         "cpu_us_per_frame_with_redis": per_frame(racedash_cpu + redis_cpu),
+        # Main threads' context switches over the window: wake-ups (voluntary) and preemptions, per
+        # racedash process, and Redis's wake-ups. At low rates each wake-up is a fixed cost of its own.
+        "wakeups": [w for w, _ in switches[:-1]],
+        "preemptions": [p for _, p in switches[:-1]],
+        "redis_wakeups": switches[-1][0] if rpid else None,
         "latency_ms": {
             "p50": round(_percentile(latencies, 0.50) * 1000, 3),
             "p99": round(_percentile(latencies, 0.99) * 1000, 3),
