@@ -124,7 +124,8 @@ def _renice(nice: int) -> None:
 # -- server subprocess -------------------------------------------------------------
 class ServerProcess:
     def __init__(
-        self, kind: str, settings: dict[str, str] | None = None, profile: Path | None = None, nice: int = 0
+        self, kind: str, settings: dict[str, str] | None = None, profile: Path | None = None, nice: int = 0,
+        stall_probe: bool = True,
     ) -> None:
         cmd = [sys.executable, "-m", "benchmarks.serve", kind]
         for name, value in (settings or {}).items():
@@ -135,7 +136,8 @@ class ServerProcess:
             cmd = [str(pyspy), "record", "-r", "200", "-f", "raw", "-o", str(profile), "--", *cmd]
         self.gc_log = tempfile.NamedTemporaryFile(prefix="racedash-gc-", suffix=".json", delete=False).name
         self.stall_log = tempfile.NamedTemporaryFile(prefix="racedash-stalls-", suffix=".json", delete=False).name
-        env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_GC_LOG=self.gc_log, BENCH_STALL_LOG=self.stall_log)
+        env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_GC_LOG=self.gc_log, BENCH_STALL_LOG=self.stall_log,
+                   BENCH_STALL_PROBE="1" if stall_probe else "0")
         # The server's log goes to a file: shutdown with clients still attached is noisy.
         log_dir = ROOT / "benchmarks" / "results"
         log_dir.mkdir(exist_ok=True)
