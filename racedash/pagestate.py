@@ -68,7 +68,7 @@ class DashboardState:
         The last ``seq``, the setups and the latest telemetry are read without
         suspending; the history (which may be read from the recording) and the race
         tables are cut at that ``seq``. The tables are the race model's own lists:
-        encode the result before the next ``await`` (:meth:`script` does).
+        encode the result before the next ``await`` (:meth:`encode`, as the page handler does).
         """
         session = self.registry.get(session_id)
         if session is None:
@@ -105,10 +105,6 @@ class DashboardState:
         if upto < tables["seq"]:
             tables = tables_until(tables, upto, options=self.race.options)
         return {"session_id": session_id, **tables}
-
-    async def script(self, session_id: str) -> str | None:
-        """The state as a ``<script type="application/json">`` element's text, or None."""
-        return self.encode(session_id, await self.build(session_id))
 
     @staticmethod
     def encode(session_id: str, state: dict[str, Any] | None) -> str | None:

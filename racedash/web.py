@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -20,6 +19,7 @@ from racedash.ids import parse_session_id
 from racedash.pagefields import BLANK_VIEW, PREFS_COOKIE, DisplayPrefs, first_view
 from racedash.pagestate import DashboardState
 from racedash.sessions import SessionRegistry
+from racedash.socketserver import NODE_NAME
 
 
 class ServerStatus:
@@ -166,9 +166,6 @@ def ui_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-_NODE_NAME = re.compile(r"[a-z0-9]{1,16}")  # racedash.socketserver.check_node_name
-
-
 class DashboardHandler(BaseHandler):
     """A session's dashboard (or a replay room's: same page). A live session's page carries its
     state inline (racedash.pagestate), shown before the socket connects; the page is as secret
@@ -189,7 +186,7 @@ class DashboardHandler(BaseHandler):
         self.set_header("Referrer-Policy", "no-referrer")  # the URL is the session's secret
         self.set_header("Cache-Control", "no-store")  # and so is the state in the page
         node = await self.writer_node(session_id) if self.writer_node is not None else None
-        if node is not None and not _NODE_NAME.fullmatch(node):
+        if node is not None and not NODE_NAME.fullmatch(node):
             node = None  # not a name the load balancer routes on
         state = await self.page_state.build(session_id) if self.page_state is not None else None
         # Both before the next await: the race model's rows in ``state`` are live lists.

@@ -911,9 +911,10 @@ function refreshBadge() {
 
 // ---- page load: the state the page came with ------------------------------------------------
 // A live session's page carries what a join without last_seq sends (docs/ui.md, "Page load"), all
-// as of one seq: setups, latest telemetry and race tables are shown before the first paint; the
-// setup sheet, telemetry_history, the charts and the socket come once that is on screen. The join
-// then asks only for what came after that seq (last_seq): no frame twice.
+// as of one seq. The server wrote its values into the HTML (racedash/pagefields.py) and boot.js runs
+// this module after they are on screen: it takes in the setups, latest telemetry and race tables at
+// once (the same text in every field), then the setup sheet, telemetry_history, the charts and the
+// socket after its own frame. The join asks only for what came after that seq (last_seq).
 function pageState() {
   const el = $("dashboard-state");
   if (!el) return null;
