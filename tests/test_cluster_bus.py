@@ -157,8 +157,8 @@ def own_redis(tmp_path):
 
 async def test_redis_going_away_degrades_and_the_cluster_heals_when_it_returns(
         tmp_path, servers, clients, own_redis, prefix):
-    a = await start(servers, tmp_path, own_redis.url, prefix)
-    b = await start(servers, tmp_path, own_redis.url, prefix)
+    a = await start(servers, tmp_path, own_redis.url, prefix, node_name="a")
+    b = await start(servers, tmp_path, own_redis.url, prefix, node_name="b")
     monitor = await connect(a.url, clients)
     session_id = (await monitor.call("request_session_id", {}))["session_id"]
     on_a = await connect(a.url, clients)
@@ -172,6 +172,9 @@ async def test_redis_going_away_degrades_and_the_cluster_heals_when_it_returns(
     await wait_until(lambda: health(a)["redis"] == "down")
     reported = await fetch_health(a)
     assert reported["status"] == "degraded" and reported["redis"] == "down" and reported["ready"] is True
+    # A page b serves can no longer name the session's writer: it comes at once, without the hint.
+    assert await dashboard_node(b, session_id) is None
+    assert await dashboard_node(a, session_id) == "a"  # a knows it writes the session
     for lap in range(1, 4):  # the monitor's own process goes on: acks, its viewers, its recording
         ack = await monitor.call("telemetry_update", telemetry(session_id, lap=lap))
         assert ack["ok"] and ack["seq"] == 1 + lap
