@@ -216,6 +216,8 @@ async def test_join_fills_charts_from_history(server, clients):
         # Joined after the fact, yet the server's lap times, fuel per lap and charts are there at once.
         await expect(field(page, "best_lap")).to_have_text("1:30.500")
         await expect(field(page, "fuel_per_lap")).to_have_text("3.00 L")
+        # Those values came with the page (pagefields.py); the script takes over once it has connected.
+        await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "connected")
         got = await page.evaluate(
             "() => [window.racedash.store.length, window.racedash.race.laps.map(l => l.lap)]"
         )
