@@ -147,6 +147,8 @@ class Racedash:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.replays is not None:
             await self.replays.close()
+        if self.race is not None:
+            await self.race.close()
         await self.sio.shutdown()
         if self.transport is not None:
             await self.transport.close()
@@ -199,6 +201,8 @@ def make_app(settings: Settings) -> Racedash:
             broadcaster,
             settings.recordings_dir if recorder is not None else None,
             stale_seconds=settings.alert_stale_seconds,
+            state_frames=settings.race_state_frames,
+            flush=recorder.flush if recorder is not None else None,
         )
     recording_hooks = {}
     if recorder is not None:

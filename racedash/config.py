@@ -95,6 +95,10 @@ class Settings:
     race_pit_lane_kmh: float = _setting(65.0, "at or below this speed next to a stop the car is in the pit lane")
     race_recent_laps: int = _setting(5, "fuel per lap and pace average the last N clean laps")
     race_reserve_laps: float = _setting(0.3, "'box by lap N' keeps this many laps of fuel in the tank")
+    race_state_frames: int = _setting(
+        600, "save a live session's race model beside its recording every N frames, so that resuming it reads only "
+        "the frames after (0: never; then a resume reads the whole recording)"
+    )
     alert_box_call_laps: float = _setting(3.0, "fuel alert when the last lap the car can pit at is this many laps away")
     alert_over_seconds: float = _setting(
         5.0, "tyre/brake alert when over the top of its window (ui_*_temp_window) this long"

@@ -8,6 +8,11 @@ session's room after the frame itself. A session resumed from its recording
 first, in a worker thread, while the registry's take-up waits: the laps go on
 where they were. A joining viewer is sent the tables up to the last frame it
 was sent (``race_tables``); a rejoining one only the events it missed.
+
+So that rebuild stays short in a long race, the process writing a session's
+recording saves its model's state beside it every ``state_frames`` frames
+(in a task of its own, once the recording holds them); a rebuild starts from
+that state and reads only the frames recorded after it (racedash.recording.race).
 """
 
 from __future__ import annotations
@@ -16,15 +21,17 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from racedash.broadcast import Broadcaster
 from racedash.config import Settings
 from racedash.race import RaceModel, RaceOptions, events_after, tables_until
 from racedash.race.alerts import AlertOptions
+from racedash.race.checkpoint import model_state
 from racedash.recording.format import RecordingFormatError
-from racedash.recording.race import build_model
+from racedash.recording.race import build_model, save_model_state
 from racedash.sessions import Frame, Session
+from racedash.wire import dumps
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +57,20 @@ def race_options(settings: Settings) -> RaceOptions:
 
 class RaceFeed:
     def __init__(self, options: RaceOptions, broadcaster: Broadcaster, recordings_dir: Path | None,
-                 stale_seconds: float = 30.0) -> None:
+                 stale_seconds: float = 30.0, state_frames: int = 600,
+                 flush: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self.options = options
         self.stale_seconds = stale_seconds
         self._stale: set[str] = set()
         self.broadcaster = broadcaster
         self.recordings_dir = recordings_dir  # None: not recording, nothing to resume from
+        # Saving states: every state_frames frames (0: never), once flush(session_id) says the
+        # recording holds every frame queued so far, so that a state never counts a frame its file lacks.
+        self.state_frames = state_frames if recordings_dir is not None and flush is not None else 0
+        self._flush = flush
         self._models: dict[str, RaceModel] = {}
+        self._saved_seq: dict[str, int] = {}  # the seq of each model's last saved (or saving) state
+        self._saving: dict[str, asyncio.Task] = {}
 
     def model(self, session_id: str) -> RaceModel:
         model = self._models.get(session_id)
@@ -79,6 +93,26 @@ class RaceFeed:
             return
         self._models[session_id] = model
 
+    def _save_state_soon(self, session_id: str, model: RaceModel) -> None:
+        if session_id in self._saving or model.seq - self._saved_seq.get(session_id, 0) < self.state_frames:
+            return
+        self._saved_seq[session_id] = model.seq
+        task = asyncio.get_running_loop().create_task(self._save_state(session_id, model), name="racedash-race-state")
+        self._saving[session_id] = task
+        task.add_done_callback(lambda _: self._saving.pop(session_id, None))
+
+    async def _save_state(self, session_id: str, model: RaceModel) -> None:
+        assert self._flush is not None and self.recordings_dir is not None
+        state_json = dumps(model_state(model))  # in one step: the next frame changes the model
+        if not await self._flush(session_id):
+            return  # the disk is not keeping up: the next state, later
+        await asyncio.to_thread(save_model_state, self.recordings_dir / f"{session_id}.jsonl", self.options, state_json)
+
+    async def close(self) -> None:
+        """Let the states being saved land (a shutdown is when the next resume needs them)."""
+        if self._saving:
+            await asyncio.gather(*self._saving.values(), return_exceptions=True)
+
     def feed_quietly(self, session_id: str, frame: Frame) -> None:
         """Take in a frame another process stamped (racedash.cluster): its events reach the room from there."""
         model = self.model(session_id)
@@ -87,7 +121,11 @@ class RaceFeed:
 
     def feed(self, session: Session, frame: Frame, payload: dict[str, Any]) -> list[dict[str, Any]]:
         """The events one accepted frame causes. Synchronous: call right after stamping it."""
-        return self.model(session.id).feed(frame.seq, frame.kind, payload, frame.received)
+        model = self.model(session.id)
+        events = model.feed(frame.seq, frame.kind, payload, frame.received)
+        if self.state_frames:
+            self._save_state_soon(session.id, model)
+        return events
 
     def frame_summary(self, session_id: str) -> dict[str, Any]:
         return self.model(session_id).frame_summary()
@@ -140,6 +178,7 @@ class RaceFeed:
 
     def forget(self, session_id: str) -> None:
         self._models.pop(session_id, None)
+        self._saved_seq.pop(session_id, None)
         self._stale.discard(session_id)
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 import socketio
 
 from racedash.recording.format import decode_event
 from racedash.recording.store import CRASH_SEQ_GAP
+from racedash.simulator.model import SETUP
 from tests.helpers import sample_setup
 from tests.helpers import wait_until
 from tests.procs import ServerProcess
@@ -159,3 +161,49 @@ async def test_torn_tail_after_kill9_is_skipped_and_ended(tmp_path, processes, m
     lines = read_lines(path)
     assert lines[-2] == b'{"t": 1.5, "seq": 3, "kind": "telem\n'
     assert recorded_seqs(path) == [1, 2, resumed_seq]
+
+
+async def test_after_kill9_the_race_model_resumes_from_its_saved_state(tmp_path, processes):
+    """A long session's model is not rebuilt from the whole recording: from the state saved beside it."""
+    from racedash.racefeed import race_options
+    from racedash.config import Settings
+    from racedash.recording.race import build_model, model_state_path
+    from tests.test_race_model import simulated
+
+    _, frames = simulated(laps=5)
+    messages = [("setup_data" if kind == SETUP else "telemetry_update", payload) for kind, payload in frames]
+    recordings = tmp_path / "recordings"
+    # Published as fast as acks come back: more than the default 100 events a second.
+    env = {"RACEDASH_RACE_STATE_FRAMES": "100", "RACEDASH_EVENTS_PER_SECOND": "10000", "RACEDASH_EVENT_BURST": "10000"}
+    first = await ServerProcess(recordings_dir=recordings, env=env).astart()
+    processes.append(first)
+    monitor = socketio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.5)  # default transports
+    await monitor.connect(first.url, wait_timeout=5)
+    try:
+        session_id = (await monitor.call("request_session_id", {}, timeout=5))["session_id"]
+        split = len(messages) * 2 // 3
+        for event, payload in messages[:split]:
+            assert (await monitor.call(event, {"session_id": session_id, **payload}, timeout=5))["ok"]
+        state = model_state_path(recordings / f"{session_id}.jsonl")
+        await wait_until(state.exists)  # saved every 100 frames (the next one once this one is written)
+        first.kill9()
+
+        second = await ServerProcess(recordings_dir=recordings, port=first.port, env=env).astart()
+        processes.append(second)
+        await wait_until(lambda: monitor.connected, timeout=30)
+        for event, payload in messages[split:]:
+            assert (await monitor.call(event, {"session_id": session_id, **payload}, timeout=10))["ok"]
+        _, events = await viewer_state(second.url, session_id)
+    finally:
+        await monitor.disconnect()
+        await monitor.shutdown()
+    saved_seq = orjson.loads(state.read_bytes())["state"]["seq"]
+    assert saved_seq >= 100
+    assert "from its state saved at seq" in second.output
+    assert await second.astop() == 0
+    # What viewers were sent is what the whole recording gives, read from its first line.
+    tables = next(data for event, data in events if event == "race_tables")
+    whole = build_model(recordings / f"{session_id}.jsonl", race_options(Settings()), resume=False)[0].tables()
+    assert len(whole["laps"]) >= 4
+    for name in ("laps", "pit_stops", "driver_changes", "setup_changes", "alerts", "stints"):
+        assert tables[name] == orjson.loads(orjson.dumps(whole[name])), name

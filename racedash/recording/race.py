@@ -7,6 +7,14 @@ complete lines, the model's options); a sidecar that no longer matches (the
 recording grew, another file, other options, a damaged or tampered file) is
 ignored and rebuilt. It is only a cache: deleting it costs one scan.
 
+A live recording also gets ``<session_id>.race-state.json``: the whole state
+of its race model as of one frame (racedash.race.checkpoint), saved by the
+process writing it every few hundred frames (racedash.racefeed). A model is
+then rebuilt from that state and the frames after it instead of from the
+whole file: resuming a 24 h session reads minutes of it, not a day. It too is
+only a cache, checked against the recording (same file, same options, a
+frame the file holds) and ignored when it does not match.
+
 Blocking: call from a worker thread.
 """
 
@@ -19,15 +27,18 @@ from typing import Any
 import orjson
 
 from racedash.race import RaceModel, RaceOptions
+from racedash.race.checkpoint import CheckpointError, model_from_state
 from racedash.recording.files import open_regular, read_regular, replace_atomically
-from racedash.recording.format import RecordingFormatError, decode_header
-from racedash.recording.reader import good_end, iter_events
+from racedash.recording.format import Header, RecordingFormatError, decode_header
+from racedash.recording.reader import find_offset, good_end, iter_events, tail_events
 
 log = logging.getLogger(__name__)
 
 RACE_FORMAT = "racedash-race-tables"
 RACE_VERSION = 1
 RACE_SUFFIX = ".race.json"
+STATE_FORMAT = "racedash-race-state"
+STATE_SUFFIX = ".race-state.json"
 _TABLE_LISTS = ("laps", "pit_stops", "driver_changes", "setup_changes", "alerts", "stints")
 
 
@@ -35,16 +46,76 @@ def race_sidecar_path(recording: Path) -> Path:
     return recording.with_name(recording.name.removesuffix(".jsonl") + RACE_SUFFIX)
 
 
-def build_model(path: Path, options: RaceOptions) -> tuple[RaceModel, dict[str, Any], int]:
-    """A model fed the whole recording: (model, header fields, byte length of the complete lines read)."""
-    model = RaceModel(options)
+def model_state_path(recording: Path) -> Path:
+    return recording.with_name(recording.name.removesuffix(".jsonl") + STATE_SUFFIX)
+
+
+def build_model(path: Path, options: RaceOptions, *, resume: bool = True) -> tuple[RaceModel, dict[str, Any], int]:
+    """A model fed the whole recording: (model, header fields, byte length of the complete lines read).
+
+    ``resume``: start from the saved model state when it matches the recording, and feed
+    only the frames after it.
+    """
     with open_regular(path) as f:
         header = decode_header(f.readline())
         start = f.tell()
         end = good_end(f)
+        model = _saved_model(path, f, header, start, end, options) if resume else None
+        saved_seq = None
+        if model is None:
+            model = RaceModel(options)
+        else:
+            saved_seq = model.seq
+            start = find_offset(f, start, end, lambda event: event.seq, model.seq + 1)
+        fed = 0
         for _, event in iter_events(f, start, end):
             model.feed(event.seq, event.kind, event.data, event.t)
+            fed += 1
+    if saved_seq is not None:
+        log.info("race model of %s… from its state saved at seq %d and the %d frames after it",
+                 header.session_id[:8], saved_seq, fed)
     return model, {"session_id": header.session_id, "created": header.created}, end
+
+
+def _saved_model(path: Path, f: Any, header: Header, start: int, end: int, options: RaceOptions) -> RaceModel | None:
+    """The model saved beside the recording, when it is this file's, made with ``options``, and the file has its frame."""
+    try:
+        raw = read_regular(model_state_path(path))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("race model state of %s unreadable, rebuilding: %s", path.stem[:8], exc)
+        return None
+    try:
+        saved = orjson.loads(raw)
+        if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
+            raise CheckpointError("not a race model state file")
+        if (saved.get("session_id"), saved.get("created"), saved.get("options")) != (
+                header.session_id, header.created, repr(options)):
+            return None  # another file of the same name, or other options: not this model
+        model = model_from_state(saved.get("state"), options)
+    except (orjson.JSONDecodeError, CheckpointError) as exc:
+        log.warning("race model state of %s is malformed (%s), rebuilding", path.stem[:8], exc)
+        return None
+    last = tail_events(f, end, 1, floor=start)
+    if not last or last[0].seq < model.seq:
+        return None  # the file lacks frames the state counts (cut short since): rebuild from the file
+    return model
+
+
+def save_model_state(path: Path, options: RaceOptions, state_json: bytes) -> None:
+    """Save a live model's state (``state_json``: racedash.race.checkpoint.model_state, encoded) beside ``path``.
+
+    The recording must hold every frame the state counts. Atomic; a failure costs a longer rebuild.
+    """
+    try:
+        with open_regular(path) as f:
+            header = decode_header(f.readline())
+        head = orjson.dumps({"format": STATE_FORMAT, "session_id": header.session_id, "created": header.created,
+                             "options": repr(options)})
+        replace_atomically(model_state_path(path), head[:-1] + b',"state":' + state_json + b"}")
+    except (OSError, RecordingFormatError) as exc:
+        log.warning("could not save the race model state of %s: %s", path.stem[:8], getattr(exc, "strerror", None) or exc)
 
 
 def load_tables(path: Path, options: RaceOptions, *, use_sidecar: bool = True) -> dict[str, Any]:
