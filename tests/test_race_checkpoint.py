@@ -187,6 +187,8 @@ def test_a_saved_state_that_does_not_fit_the_recording_is_not_used(recording, ca
 
     state_path.write_bytes(b"{not json")
     assert not used()
+    state_path.write_bytes(b'{"format": "racedash-race-tables"}')
+    assert not used()
     state_path.write_bytes(good.replace(b'"version":1', b'"version":7'))
     assert not used()
     state_path.write_bytes(good.replace(b'"created":1700000000.0', b'"created":1700000001.0'))
@@ -200,3 +202,10 @@ def test_a_saved_state_that_does_not_fit_the_recording_is_not_used(recording, ca
     state_path.unlink()
     state_path.symlink_to(path)
     assert not used()  # never read through a link
+
+
+def test_a_state_that_cannot_be_saved_is_only_logged(tmp_path, caplog):
+    missing = tmp_path / f"{uuid.uuid4()}.jsonl"  # its recording is gone (deleted meanwhile)
+    save_model_state(missing, OPTIONS, orjson.dumps(model_state(RaceModel(OPTIONS))))
+    assert not model_state_path(missing).exists()
+    assert "could not save the race model state" in caplog.text
