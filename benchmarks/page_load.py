@@ -207,6 +207,7 @@ def percentile(values: list[float], p: float) -> float:
 def summary(loads: list[dict[str, Any]]) -> dict[str, Any]:
     first = [load["value_set_ms"] for load in loads]
     painted = [load["on_screen_ms"] for load in loads]
+    probe = [load["painted_probe_ms"] for load in loads if load["painted_probe_ms"] is not None]
 
     def median(name: str) -> float:
         return statistics.median(load[name] for load in loads)
@@ -216,6 +217,7 @@ def summary(loads: list[dict[str, Any]]) -> dict[str, Any]:
         "runs": len(loads),
         "on_screen_ms": {"p50": percentile(painted, 50), "p90": percentile(painted, 90), "max": max(painted), "min": min(painted)},
         "value_set_ms": {"p50": percentile(first, 50), "p90": percentile(first, 90), "max": max(first)},
+        "painted_probe_ms": {"p50": percentile(probe, 50), "p90": percentile(probe, 90)} if probe else None,
         "responses": median("responses"),
         "responses_before_value": median("responses_before_value"),
         "http_rounds_before_value": median("http_rounds"),
