@@ -14,7 +14,7 @@ from racedash.race.alerts import AlertOptions
 from racedash.race.checkpoint import CheckpointError, model_from_state, model_state
 from racedash.race.model import RaceOptions
 from racedash.recording.format import Header, encode_event, encode_header
-from racedash.recording.race import build_model, model_state_path, save_model_state
+from racedash.recording.race import MAX_STATE_BYTES, build_model, model_state_path, save_model_state
 from racedash.simulator.model import SETUP
 from tests.test_race_model import simulated
 
@@ -202,6 +202,12 @@ def test_a_saved_state_that_does_not_fit_the_recording_is_not_used(recording, ca
     state_path.unlink()
     state_path.symlink_to(path)
     assert not used()  # never read through a link
+    state_path.unlink()
+    state_path.write_bytes(good)
+    assert used()
+    with open(state_path, "r+b") as f:
+        f.truncate(MAX_STATE_BYTES + 1)  # sparse: nothing is read past the bound
+    assert not used()
 
 
 def test_a_state_that_cannot_be_saved_is_only_logged(tmp_path, caplog):

@@ -39,6 +39,8 @@ RACE_VERSION = 1
 RACE_SUFFIX = ".race.json"
 STATE_FORMAT = "racedash-race-state"
 STATE_SUFFIX = ".race-state.json"
+# A 24 h session's state is ~0.5 MB; a file far larger than any state is not read into memory.
+MAX_STATE_BYTES = 64 * 1024 * 1024
 _TABLE_LISTS = ("laps", "pit_stops", "driver_changes", "setup_changes", "alerts", "stints")
 
 
@@ -80,11 +82,15 @@ def build_model(path: Path, options: RaceOptions, *, resume: bool = True) -> tup
 def _saved_model(path: Path, f: Any, header: Header, start: int, end: int, options: RaceOptions) -> RaceModel | None:
     """The model saved beside the recording, when it is this file's, made with ``options``, and the file has its frame."""
     try:
-        raw = read_regular(model_state_path(path))
+        with open_regular(model_state_path(path)) as state_file:
+            raw = state_file.read(MAX_STATE_BYTES + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:
         log.warning("race model state of %s unreadable, rebuilding: %s", path.stem[:8], exc)
+        return None
+    if len(raw) > MAX_STATE_BYTES:
+        log.warning("race model state of %s is larger than any state, rebuilding", path.stem[:8])
         return None
     try:
         saved = orjson.loads(raw)
