@@ -343,14 +343,14 @@ def _ratio(value: float | None, base: float | None) -> float | None:
 
 def table(rows: list[dict]) -> str:
     """Markdown: one line per run, ratios against the single process of the same scenario."""
-    singles = {r["scenario"]: r for r in rows if r["mode"] == "single"}
+    singles = {(r["scenario"], r.get("pair", 0)): r for r in rows if r["mode"] == "single"}
     lines = [
         "| scenario (P,V,R) | mode | delivered frames/s (share owed) | CPU µs / delivered frame: racedash (+ Redis) "
         "| latency p50 / p99 / max ms | CPU × single (≤ 1.3) | p99 × single (≤ 2) | load avg 1 min |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        base = singles.get(r["scenario"])
+        base = singles.get((r["scenario"], r.get("pair", 0)))
         lat = r["latency_ms"]
         cpu_ratio = p99_ratio = "-"
         if r["mode"] != "single" and base is not None:
@@ -365,6 +365,18 @@ def table(rows: list[dict]) -> str:
             f"| {r['scenario']} | {mode} | {r['delivered_fps']:g} ({r['delivered_share']:.0%}) | {cpu} "
             f"| {lat['p50']} / {lat['p99']} / {lat['max']} | {cpu_ratio} | {p99_ratio} | {r['loadavg_1m']} |"
         )
+    pairs: dict[str, list[float]] = {}
+    for r in rows:
+        base = singles.get((r["scenario"], r.get("pair", 0)))
+        if r["mode"] != "single" and base is not None:
+            ratio = _ratio(r["cpu_us_per_frame_with_redis"], base["cpu_us_per_frame_with_redis"])
+            if ratio is not None:
+                pairs.setdefault(r["scenario"], []).append(ratio)
+    for scenario, ratios in pairs.items():
+        if len(ratios) > 1:
+            lines.append("")
+            lines.append(f"{scenario}: CPU × single over {len(ratios)} pairs run back to back: mean "
+                         f"{sum(ratios) / len(ratios):.2f}, {min(ratios)}–{max(ratios)} (≤ 1.3)")
     short = [r for r in rows if r["delivered_share"] is not None and r["delivered_share"] < 0.999]
     if short:
         lines.append("")
@@ -394,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--placement", choices=["split", "writer"], default="split",
                         help="cluster runs: each session's viewers split over every process (every frame crosses "
                              "Redis: default), or where the dashboard page's node hint sends them (its writer)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each scenario's modes this many times in turn (a cluster run is compared with "
+                             "the single run just before it: the machine's load drifts between runs)")
     parser.add_argument("--json", type=Path, help="also append each run's JSON line to this file")
     args = parser.parse_args(argv)
     if not 2 <= args.nodes <= len(NODE_NAMES):
@@ -407,14 +422,15 @@ def main(argv: list[str] | None = None) -> int:
         redis_cli(args.redis, "ping")  # fails early, with redis-cli's message, when Redis is not there
     rows = []
     for scenario in scenarios:
-        for mode in modes:
-            row = run(mode, scenario, duration, args.nodes, args.redis, extra, args.placement)
-            rows.append(row)
-            line = json.dumps(row)
-            print(line, flush=True)
-            if args.json is not None:
-                with open(args.json, "a") as f:
-                    f.write(line + "\n")
+        for pair in range(args.repeat):
+            for mode in modes:
+                row = {**run(mode, scenario, duration, args.nodes, args.redis, extra, args.placement), "pair": pair}
+                rows.append(row)
+                line = json.dumps(row)
+                print(line, flush=True)
+                if args.json is not None:
+                    with open(args.json, "a") as f:
+                        f.write(line + "\n")
     print()
     print(table(rows))
     return 0
