@@ -19,6 +19,7 @@ from racedash.accesslog import make_log_function
 from racedash.api import api_routes, team_only
 from racedash.auth import LoginThrottle, TeamAccess
 from racedash.broadcast import Broadcaster
+from racedash.deadline import STEP_SECONDS, within
 from racedash.cluster import Cluster, client_manager, make_cluster
 from racedash.config import Settings, SettingsError
 from racedash.fanout import make_broadcaster
@@ -139,23 +140,23 @@ class Racedash:
                 log.exception("retention pass failed")
             await asyncio.sleep(self.settings.retention_check_seconds)
 
-    async def close(self) -> None:
-        """Disconnect every client and stop background work."""
+    async def close(self, step_seconds: float = STEP_SECONDS) -> None:
+        """Disconnect every client and stop background work; every step but the recordings' within ``step_seconds``."""
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await within(step_seconds, "background tasks", asyncio.gather(*self.tasks, return_exceptions=True))
         if self.replays is not None:
-            await self.replays.close()
+            await within(step_seconds, "replays", self.replays.close())
         if self.race is not None:
-            await self.race.close()
-        await self.sio.shutdown()
+            await within(step_seconds, "race model states", self.race.close())
+        await within(step_seconds, "socket.io", self.sio.shutdown())
         if self.transport is not None:
-            await self.transport.close()
+            await within(step_seconds, "websocket transport", self.transport.close())
         if self.recorder is not None:
-            await self.recorder.close()
+            await self.recorder.close()  # each recording within its own close_timeout
         if self.cluster is not None:
-            await self.cluster.close(self.sio)
+            await within(step_seconds, "cluster", self.cluster.close(self.sio))
 
 
 def exempt_addresses(settings: Settings) -> frozenset[str]:

@@ -13,6 +13,7 @@ import tornado.netutil
 
 from racedash.app import Racedash, exempt_addresses, make_app
 from racedash.config import Settings
+from racedash.deadline import STEP_SECONDS, within
 from racedash.gctuning import tune_gc
 from racedash.listener import ConnectionGate, GatedHTTPServer
 
@@ -38,6 +39,7 @@ class RacedashServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.step_seconds = STEP_SECONDS  # each step of stop() but the recordings' close (racedash.deadline)
         self.app: Racedash | None = None
         self._http: GatedHTTPServer | None = None
         self.gate: ConnectionGate | None = None
@@ -85,10 +87,10 @@ class RacedashServer:
             self._http.stop()
         if self.app is not None:
             self.app.status.draining = True  # /healthz/ready answers 503 while the rest runs
-            await self._disconnect_clients()
-            await self.app.close()
+            await within(self.step_seconds, "disconnecting clients", self._disconnect_clients())
+            await self.app.close(self.step_seconds)
         if self._http is not None:
-            await self._http.close_all_connections()
+            await within(self.step_seconds, "closing HTTP connections", self._http.close_all_connections())
             self._http = None
         log.info("racedash stopped")
 

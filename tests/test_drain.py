@@ -107,3 +107,33 @@ def test_drain_bound_is_in_serve_help():
 
     help_text = build_parser()._subparsers._group_actions[0].choices["serve"].format_help()
     assert "--drain-seconds" in help_text and "SIGTERM" in help_text
+
+
+async def test_a_stuck_step_of_the_stop_does_not_keep_the_recordings_from_closing(settings, caplog):
+    """A shutdown step that never returns is left after its deadline; the recordings still close cleanly."""
+    from racedash.recording.summary import read_sidecar
+    from racedash.server import RacedashServer
+    from tests.helpers import Client
+
+    server = await RacedashServer(settings).start()
+    monitor = await Client(server.url, reconnection=False).connect()
+    try:
+        session_id = (await monitor.call("request_session_id"))["session_id"]
+        payload = {"session_id": session_id, "timestamp": "2025-11-22T17:16:45Z", "setup": sample_setup()}
+        assert (await monitor.call("setup_data", payload))["ok"]
+        assert (await monitor.call("telemetry_update", {**sample_telemetry_payloads()[0], "session_id": session_id}))["ok"]
+
+        async def never_returns() -> None:
+            await asyncio.Event().wait()
+
+        server.app.sio.shutdown = never_returns  # e.g. a client's connection that never finishes closing
+        server.step_seconds = 0.3
+        caplog.set_level("ERROR", logger="racedash.deadline")
+        started = time.monotonic()
+        await server.stop()
+        assert time.monotonic() - started < 5
+    finally:
+        await monitor.sio.disconnect()
+    assert "shutdown: socket.io did not finish within 0.3 s" in caplog.text
+    summary = read_sidecar(settings.recordings_dir / f"{session_id}.jsonl")
+    assert summary is not None and summary.closed_cleanly and summary.last_seq == 2
