@@ -201,14 +201,21 @@ def state_of(client: Client) -> dict:
     }
 
 
-async def test_a_viewer_on_another_process_joins_exactly_as_on_the_writer(tmp_path, servers, clients, prefix):
-    a = await start(servers, tmp_path, REDIS_URL, prefix)
-    b = await start(servers, tmp_path, REDIS_URL, prefix)
+@pytest.mark.parametrize("state_frames", [600, 25], ids=["whole-recording", "from-saved-state"])
+async def test_a_viewer_on_another_process_joins_exactly_as_on_the_writer(tmp_path, servers, clients, prefix,
+                                                                          state_frames, caplog):
+    """B takes the session up from the recording (and, every 25 frames, the race model state A saved beside it)."""
+    a = await start(servers, tmp_path, REDIS_URL, prefix, race_state_frames=state_frames)
+    b = await start(servers, tmp_path, REDIS_URL, prefix, race_state_frames=state_frames)
     monitor = await connect(a.url, clients)
     session_id = (await monitor.call("request_session_id", {}))["session_id"]
     await monitor.call("setup_data", setup_payload(session_id))
     for i in range(60):
         await monitor.call("telemetry_update", telemetry(session_id, lap=i // 20 + 1, lap_time=(i % 20) * 5.0))
+    saved_state = tmp_path / "recordings" / f"{session_id}.race-state.json"
+    if state_frames < 60:
+        await wait_until(saved_state.exists)
+    caplog.set_level("INFO", logger="racedash.recording.race")
     on_a = await connect(a.url, clients)
     on_b = await connect(b.url, clients)
     join_a = await on_a.call("join_session", {"session_id": session_id})
@@ -218,6 +225,7 @@ async def test_a_viewer_on_another_process_joins_exactly_as_on_the_writer(tmp_pa
         await viewer.wait_for("race_tables")
     assert state_of(on_b) == state_of(on_a)
     assert len(state_of(on_b)["race_tables"]["laps"]) >= 2
+    assert ("from its state saved at seq" in caplog.text) == (state_frames < 60)
 
     rejoin_b = await connect(b.url, clients)
     ack = await rejoin_b.call("join_session", {"session_id": session_id, "last_seq": 40})
