@@ -152,11 +152,17 @@ def _opt_number_value(value: Any) -> float | None:
     return value
 
 
-def _number(obj: dict[str, Any], name: str) -> float:
-    value = _opt_number_value(_field(obj, name))
-    if value is None:
-        raise CheckpointError(f"{name} is not a number")
+def _number_value(value: Any) -> float:
+    if value is None or _opt_number_value(value) is None:
+        raise CheckpointError("not a number")
     return value
+
+
+def _number(obj: dict[str, Any], name: str) -> float:
+    try:
+        return _number_value(_field(obj, name))
+    except CheckpointError:
+        raise CheckpointError(f"{name} is not a number") from None
 
 
 def _opt_number(obj: dict[str, Any], name: str) -> float | None:
@@ -185,8 +191,7 @@ def _corner_numbers(obj: dict[str, Any], name: str, kind: type = float) -> dict[
             raise CheckpointError(f"{name}: unknown corner")
         if kind is int:
             _opt_int_value(value)
-        if value is None or _opt_number_value(value) is None:
-            raise CheckpointError(f"{name}: not a number")
+        _number_value(value)
     return values
 
 
@@ -290,7 +295,7 @@ def _alert_watch_in(model: RaceModel, raw: dict[str, Any]) -> None:
         entries = pressures[corner]
         if not isinstance(entries, list) or not all(isinstance(e, list) and len(e) == 2 for e in entries):
             raise CheckpointError("pressure history")
-        queues[corner] = deque((_number({"v": t}, "v"), _number({"v": kpa}, "v")) for t, kpa in entries)
+        queues[corner] = deque((_number_value(t), _number_value(kpa)) for t, kpa in entries)
     watch._over_since = over_since
     watch._raised = set(raised)
     watch._pressures = queues
