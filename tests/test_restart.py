@@ -8,13 +8,17 @@ import orjson
 import pytest
 import socketio
 
+from racedash.config import Settings
+from racedash.racefeed import race_options
 from racedash.recording.format import decode_event
+from racedash.recording.race import build_model, model_state_path
 from racedash.recording.store import CRASH_SEQ_GAP
 from racedash.simulator.model import SETUP
 from tests.helpers import sample_setup
 from tests.helpers import wait_until
 from tests.procs import ServerProcess
 from tests.recording_support import read_lines, recorded_seqs, setup_payload, telemetry
+from tests.test_race_model import simulated
 
 pytestmark = pytest.mark.slow
 
@@ -165,10 +169,6 @@ async def test_torn_tail_after_kill9_is_skipped_and_ended(tmp_path, processes, m
 
 async def test_after_kill9_the_race_model_resumes_from_its_saved_state(tmp_path, processes):
     """A long session's model is not rebuilt from the whole recording: from the state saved beside it."""
-    from racedash.racefeed import race_options
-    from racedash.config import Settings
-    from racedash.recording.race import build_model, model_state_path
-    from tests.test_race_model import simulated
 
     _, frames = simulated(laps=5)
     messages = [("setup_data" if kind == SETUP else "telemetry_update", payload) for kind, payload in frames]

@@ -120,6 +120,12 @@ def _field(obj: dict[str, Any], name: str) -> Any:
     return obj[name]
 
 
+def _object_or_none(raw: Any, name: str) -> dict[str, Any] | None:
+    if raw is not None and not isinstance(raw, dict):
+        raise CheckpointError(f"{name} is not an object")
+    return raw
+
+
 def _dict(obj: dict[str, Any], name: str) -> dict[str, Any]:
     value = _field(obj, name)
     if not isinstance(value, dict):
@@ -214,10 +220,9 @@ def _check_lap_row(row: dict[str, Any]) -> None:
 
 
 def _sample_in(raw: Any) -> _Sample | None:
+    raw = _object_or_none(raw, "prev")
     if raw is None:
         return None
-    if not isinstance(raw, dict):
-        raise CheckpointError("prev")
     sample = _Sample.__new__(_Sample)
     sample.seq = _int(raw, "seq")
     sample.t = _opt_number(raw, "t")
@@ -242,10 +247,9 @@ def _stats_in(raw: dict[str, Any]) -> _Stats:
 
 
 def _lap_in(raw: Any) -> _Lap | None:
+    raw = _object_or_none(raw, "lap")
     if raw is None:
         return None
-    if not isinstance(raw, dict):
-        raise CheckpointError("lap")
     lap = _Lap(_int(raw, "number"), start_seen=_bool(raw, "start_seen"), start_fuel=_opt_number(raw, "start_fuel"),
                seq=_int(raw, "start_seq"), t=_opt_number(raw, "start_t"), out_lap=_bool(raw, "out_lap"))
     lap.gap = _bool(raw, "gap")
@@ -264,10 +268,9 @@ def _lap_in(raw: Any) -> _Lap | None:
 
 
 def _stop_in(raw: Any) -> _Stop | None:
+    raw = _object_or_none(raw, "stop")
     if raw is None:
         return None
-    if not isinstance(raw, dict):
-        raise CheckpointError("stop")
     stop = _Stop(_int(raw, "seq"), _opt_int(raw, "lap"), _opt_number(raw, "entry_t"), _opt_int(raw, "entry_lap"))
     stop.stationary_from = _opt_number(raw, "stationary_from")
     stop.stationary_to = _opt_number(raw, "stationary_to")
