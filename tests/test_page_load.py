@@ -262,3 +262,25 @@ async def test_unknown_session_page_still_waits_for_its_monitor(server):
         await expect(field(page, "speed")).to_have_text("—")
         assert errors == []
         await page.context.close()
+
+
+@pytest.mark.browser
+async def test_the_browser_times_the_first_live_value_it_paints(server, clients):
+    # benchmarks/page_load.py times a load by this entry alone, with nothing of its own in the page.
+    monitor, session_id = await monitor_session(server, clients)
+    await monitor.call("setup_data", setup_payload(session_id))
+    await publish(monitor, stint(session_id, 1, 2))
+    async with chromium() as browser:
+        opened = await browser.open(f"{server.url}/dashboard/{session_id}")
+        entry = await opened.page.evaluate("""() => new Promise((resolve) => {
+            new PerformanceObserver((list) => {
+              const found = list.getEntries().find((e) => e.identifier === "speed");
+              if (found) resolve({ field: found.element && found.element.dataset.field, at: found.renderTime || found.startTime,
+                                   since: performance.timeOrigin });
+            }).observe({ type: "element", buffered: true });
+            setTimeout(() => resolve(null), 5000);
+        })""")
+        assert entry is not None and entry["field"] == "speed" and entry["at"] > 0
+        await expect(field(opened.page, "speed")).not_to_have_text("—")
+        opened.assert_clean()
+        await opened.page.context.close()
