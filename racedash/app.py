@@ -39,6 +39,7 @@ from racedash.recording.store import RecordingStore
 from racedash.recording.writer import WriterOptions
 from racedash.replay.events import ReplayEvents
 from racedash.replay.handlers import replay_routes
+from racedash.replay.index import keep_sidecar_current
 from racedash.replay.manager import ReplayManager
 from racedash.replay.player import ReplayOptions
 from racedash.rights import PublishRights
@@ -204,6 +205,7 @@ def make_app(settings: Settings) -> Racedash:
             stale_seconds=settings.alert_stale_seconds,
             state_frames=settings.race_state_frames,
             flush=recorder.flush if recorder is not None else None,
+            keep_current=keep_sidecar_current if settings.replay_index_sidecar else None,
         )
     recording_hooks = {}
     if recorder is not None:

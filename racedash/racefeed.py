@@ -13,6 +13,9 @@ So that rebuild stays short in a long race, the process writing a session's
 recording saves its model's state beside it every ``state_frames`` frames
 (in a task of its own, once the recording holds them); a rebuild starts from
 that state and reads only the frames recorded after it (racedash.recording.race).
+At the same moments it brings the recording's seek index sidecar up to date
+(``keep_current``: racedash.replay.index), for the same reason: the first time-shift or replay of
+a long live session then scans minutes of it, not hours.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ def race_options(settings: Settings) -> RaceOptions:
 class RaceFeed:
     def __init__(self, options: RaceOptions, broadcaster: Broadcaster, recordings_dir: Path | None,
                  stale_seconds: float = 30.0, state_frames: int = 600,
-                 flush: Callable[[str], Awaitable[bool]] | None = None) -> None:
+                 flush: Callable[[str], Awaitable[bool]] | None = None,
+                 keep_current: Callable[[Path], None] | None = None) -> None:
         self.options = options
         self.stale_seconds = stale_seconds
         self._stale: set[str] = set()
@@ -68,6 +72,9 @@ class RaceFeed:
         # recording holds every frame queued so far, so that a state never counts a frame its file lacks.
         self.state_frames = state_frames if recordings_dir is not None and flush is not None else 0
         self._flush = flush
+        # Another sidecar of the recording brought up to date at the same moments, in a worker
+        # thread (the app passes the replay index's; racedash.replay imports this module).
+        self._keep_current = keep_current
         self._models: dict[str, RaceModel] = {}
         self._saved_seq: dict[str, int] = {}  # the seq of each model's last saved (or saving) state
         self._saving: dict[str, asyncio.Task] = {}
@@ -106,7 +113,10 @@ class RaceFeed:
         state_json = dumps(model_state(model))  # in one step: the next frame changes the model
         if not await self._flush(session_id):
             return  # the disk is not keeping up: the next state, later
-        await asyncio.to_thread(save_model_state, self.recordings_dir / f"{session_id}.jsonl", self.options, state_json)
+        path = self.recordings_dir / f"{session_id}.jsonl"
+        await asyncio.to_thread(save_model_state, path, self.options, state_json)
+        if self._keep_current is not None:
+            await asyncio.to_thread(self._keep_current, path)
 
     async def close(self) -> None:
         """Let the states being saved land (a shutdown is when the next resume needs them)."""

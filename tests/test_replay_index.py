@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 
@@ -15,6 +16,9 @@ from racedash.replay.index import RecordingIndex, open_index, refresh_index, sid
 from racedash.replay.reader import RecordingReader, recording_path
 from racedash.replay.snapshot import HistoryWindow, snapshot_at
 from tests.replay_helpers import new_recording, stint, telemetry_frame, write_recording
+from tests.test_ui_dashboard import monitor_session, publish
+from tests.ui_data import setup_payload
+from tests.ui_data import stint as ui_stint
 
 T0 = 1_700_000_000.0
 
@@ -178,3 +182,51 @@ def test_a_tampered_sidecar_with_the_right_types_is_rebuilt(tmp_path):
             RecordingIndex.from_json(orjson.dumps({**cached, **change}))
         sidecar_path(path).write_bytes(orjson.dumps({**cached, **change}))
         assert open_index(path) == truth  # rebuilt from the recording
+
+
+# --- kept current by the process writing a live recording -----------------------------------
+
+
+@pytest.mark.parametrize("settings_changes", [{"race_state_frames": 5}])
+async def test_the_writer_keeps_a_live_recordings_index_current(server_with, clients, settings):
+    # So that the first time-shift or replay of a long live session scans minutes, not hours.
+    monitor, session_id = await monitor_session(server_with, clients)
+    await monitor.call("setup_data", setup_payload(session_id))
+    seqs = await publish(monitor, ui_stint(session_id, 1, 3))  # 12 frames: states at 5 and 10
+    path = recording_path(settings.recordings_dir, session_id)
+    sidecar = sidecar_path(path)
+    for _ in range(100):
+        if sidecar.exists() and RecordingIndex.from_json(sidecar.read_bytes()).events >= 1 + 10:
+            break  # the setup and ten frames
+        await asyncio.sleep(0.05)
+    kept = RecordingIndex.from_json(sidecar.read_bytes())
+    assert kept.events >= 11 and kept.scanned <= path.stat().st_size
+    for _ in range(100):  # acknowledged frames reach the file within the recorder's flush interval
+        if open_index(path, use_sidecar=False).events == 1 + len(seqs):
+            break
+        await asyncio.sleep(0.05)
+    # Extending the writer's sidecar gives exactly what a scan of the whole file gives.
+    extended = open_index(path)
+    assert extended.events == 1 + len(seqs)
+    assert extended.to_json() == open_index(path, use_sidecar=False).to_json()
+
+
+def test_an_index_that_cannot_be_kept_current_is_only_logged(tmp_path, caplog):
+    missing = tmp_path / f"{uuid.uuid4()}.jsonl"
+    index_module.keep_sidecar_current(missing)  # the recording went away (retention): no exception
+    assert "could not bring the replay index" in caplog.text and not sidecar_path(missing).exists()
+
+
+@pytest.mark.parametrize("settings_changes", [{"race_state_frames": 5, "replay_index_sidecar": False}])
+async def test_with_sidecars_off_the_writer_writes_no_index(server_with, clients, settings):
+    monitor, session_id = await monitor_session(server_with, clients)
+    await publish(monitor, ui_stint(session_id, 1, 2))  # 8 frames: a state at 5
+    path = recording_path(settings.recordings_dir, session_id)
+    state = path.with_name(f"{session_id}.race-state.json")
+    for _ in range(100):
+        if state.exists():
+            break
+        await asyncio.sleep(0.05)
+    assert state.exists()
+    await asyncio.sleep(0.2)  # the index would be written right after the state
+    assert not sidecar_path(path).exists()

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import orjson
 
+from racedash.errors import RacedashError
 from racedash.recording.files import open_regular, read_regular, shown
 from racedash.recording.format import Event, decode_event
 from racedash.replay.reader import RecordingReader
@@ -359,6 +360,19 @@ def open_index(path: Path, *, use_sidecar: bool = True) -> RecordingIndex:
     if use_sidecar and (added or not from_sidecar):
         index.save(sidecar_path(path))
     return index
+
+
+def keep_sidecar_current(path: Path) -> None:
+    """Bring a growing recording's sidecar up to what the file holds now (blocking: a worker thread).
+
+    The process writing a live recording calls it now and then, so that the first time-shift or
+    replay of a long session scans only what was written since, not the whole file. A failure
+    only costs that first open a longer scan.
+    """
+    try:
+        open_index(path)
+    except (RacedashError, OSError) as exc:
+        log.warning("could not bring the replay index of %s up to date: %s", path.stem[:8], exc)
 
 
 def refresh_index(index: RecordingIndex, path: Path) -> tuple[RecordingIndex, int]:
