@@ -284,3 +284,34 @@ async def test_the_browser_times_the_first_live_value_it_paints(server, clients)
         await expect(field(opened.page, "speed")).not_to_have_text("—")
         opened.assert_clean()
         await opened.page.context.close()
+
+
+# When boot.js put in each script it runs, and when the browser presented the first frame.
+SCRIPT_TIMES = """
+(() => {
+  window.__scripts = [];
+  new MutationObserver((records) => {
+    for (const record of records) for (const node of record.addedNodes)
+      if (node.tagName === "SCRIPT" && node.src && !node.src.includes("/boot.js")) window.__scripts.push(performance.now());
+  }).observe(document, { subtree: true, childList: true });
+})();
+"""
+
+
+@pytest.mark.browser
+async def test_the_scripts_start_once_the_first_frame_is_on_screen(server, clients):
+    # Started earlier, they competed with that frame's rasterisation (docs/ui.md, "Page load").
+    monitor, session_id = await monitor_session(server, clients)
+    await publish(monitor, stint(session_id, 1, 2))
+    async with chromium() as browser:
+        context = await browser.browser.new_context(service_workers="block")
+        await context.add_init_script(SCRIPT_TIMES)
+        page = await context.new_page()
+        await page.goto(f"{server.url}/dashboard/{session_id}")
+        await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "connected")
+        first_paint = await page.evaluate(
+            "() => performance.getEntriesByType('paint').find((e) => e.name === 'first-contentful-paint').startTime")
+        started = await page.evaluate("() => window.__scripts")
+        assert len(started) >= 2  # Socket.IO's client and uPlot, then the module
+        assert min(started) >= first_paint, (started, first_paint)
+        await context.close()
