@@ -52,7 +52,7 @@
   };
   // When: once the browser has shown the first frame (its first contentful paint, reported after
   // the frame is presented), not just painted it on the main thread: on a 2-core machine the
-  // scripts, started earlier, competed with that frame's rasterisation (~10 ms later on screen,
+  // scripts, started earlier, competed with that frame's rasterisation (10-30 ms later on screen,
   // benchmarks/README.md "Page load"). Without Paint Timing: the frame after the next animation
   // frame. A tab opened in the background gets no frames: it starts at once; 2 s at the latest.
   const paints = typeof PerformanceObserver === "function" && (PerformanceObserver.supportedEntryTypes || []).includes("paint");
