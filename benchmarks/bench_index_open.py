@@ -38,19 +38,12 @@ from replay_recordings import generate  # noqa: E402
 
 
 def offset_before_last_lines(path: Path, lines: int) -> int:
-    """The byte offset where the file's last ``lines`` lines begin."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        chunk = 1 << 20
-        tail = b""
-        while True:
-            start = max(0, size - len(tail) - chunk)
-            f.seek(start)
-            tail = f.read(size - len(tail) - start) + tail
-            ends = [i for i, byte in enumerate(tail) if byte == 0x0A]
-            if len(ends) > lines or start == 0:
-                break
-    return start + ends[-lines - 1] + 1
+    """The byte offset where the file's last ``lines`` lines begin (the file ends with a newline)."""
+    data = path.read_bytes()
+    end = len(data) - 1  # the last line's newline
+    for _ in range(lines):
+        end = data.rfind(b"\n", 0, end)
+    return end + 1
 
 
 def sidecar_behind(path: Path, behind: int) -> bytes:
