@@ -192,15 +192,17 @@ async def test_the_writer_keeps_a_live_recordings_index_current(server_with, cli
     # So that the first time-shift or replay of a long live session scans minutes, not hours.
     monitor, session_id = await monitor_session(server_with, clients)
     await monitor.call("setup_data", setup_payload(session_id))
-    seqs = await publish(monitor, ui_stint(session_id, 1, 3))  # 12 frames: states at 5 and 10
+    # 12 frames: a state (and the index with it) at 5; one at 10 unless the first is still being
+    # saved then (a save in flight skips the next), so only the first is waited for.
+    seqs = await publish(monitor, ui_stint(session_id, 1, 3))
     path = recording_path(settings.recordings_dir, session_id)
     sidecar = sidecar_path(path)
     for _ in range(100):
-        if sidecar.exists() and RecordingIndex.from_json(sidecar.read_bytes()).events >= 1 + 10:
-            break  # the setup and ten frames
+        if sidecar.exists():
+            break
         await asyncio.sleep(0.05)
     kept = RecordingIndex.from_json(sidecar.read_bytes())
-    assert kept.events >= 11 and kept.scanned <= path.stat().st_size
+    assert kept.events >= 1 + 5 and kept.scanned <= path.stat().st_size  # the setup and five frames
     for _ in range(100):  # acknowledged frames reach the file within the recorder's flush interval
         if open_index(path, use_sidecar=False).events == 1 + len(seqs):
             break
