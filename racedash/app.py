@@ -24,6 +24,7 @@ from racedash.cluster import Cluster, client_manager, make_cluster
 from racedash.config import Settings, SettingsError
 from racedash.fanout import make_broadcaster
 from racedash.history import HistoryOptions, SessionHistory
+from racedash.inlinecss import InlineStylesheet
 from racedash.keys import derive, load_or_create_secret
 from racedash.limits import ConnectionLimits
 from racedash.live import LiveNamespace
@@ -300,6 +301,7 @@ def make_app(settings: Settings) -> Racedash:
             ),
             (r"/dashboard/([^/]+)", DashboardHandler, {
                 "ui_config": ui_config(settings), "page_state": DashboardState(registry, history, race),
+                "stylesheet": InlineStylesheet(paths.static_dir() / "css" / "app.css"),
                 # The routing hint needs names the load balancer knows (node_name): none without.
                 "writer_node": cluster.writer_node if cluster is not None and settings.node_name else None,
             }),

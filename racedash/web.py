@@ -16,6 +16,7 @@ from racedash.config import Settings, SettingsError
 from racedash.auth import COOKIE_DAYS, COOKIE_NAME, LoginThrottle, Principal, TeamAccess, same_origin_path
 from racedash.errors import InvalidSessionId, RacedashError
 from racedash.ids import parse_session_id
+from racedash.inlinecss import InlineStylesheet
 from racedash.pagefields import BLANK_VIEW, PREFS_COOKIE, DisplayPrefs, first_view
 from racedash.pagestate import DashboardState
 from racedash.sessions import SessionRegistry
@@ -171,9 +172,12 @@ class DashboardHandler(BaseHandler):
     state inline (racedash.pagestate), shown before the socket connects; the page is as secret
     as its URL: never cached, never named in a Referer."""
 
-    def initialize(self, ui_config: dict[str, Any] | None = None, page_state: DashboardState | None = None,
+    def initialize(self, stylesheet: InlineStylesheet, ui_config: dict[str, Any] | None = None,
+                   page_state: DashboardState | None = None,
                    writer_node: Callable[[str], Awaitable[str | None]] | None = None) -> None:
         self.ui_config = ui_config or {}
+        # Written into the page: its first frame then waits for one response (racedash.inlinecss).
+        self.stylesheet = stylesheet
         self.page_state = page_state
         # Several processes: names the process that writes the session (racedash.cluster.node).
         self.writer_node = writer_node
@@ -194,7 +198,8 @@ class DashboardHandler(BaseHandler):
         prefs = DisplayPrefs.from_cookie(self.get_cookie(PREFS_COOKIE))
         view = first_view(state, self.ui_config, prefs) if state_json is not None else None
         self.render("dashboard.html", session_id=session_id, mode="live", ui_config=self.ui_config, state_json=state_json,
-                    view=view or BLANK_VIEW, prefs=prefs, node=node)
+                    view=view or BLANK_VIEW, prefs=prefs, node=node,
+                    inline_css=self.stylesheet.text)
 
 
 class StaticHandler(tornado.web.StaticFileHandler):

@@ -18,6 +18,7 @@ import pytest
 from playwright.async_api import expect
 from tornado.httpclient import AsyncHTTPClient
 
+from racedash.inlinecss import InlineStylesheet
 from racedash.pagestate import DashboardState, script_json
 from racedash.sessions import SessionRegistry
 from tests.browser import chromium
@@ -117,7 +118,8 @@ async def test_the_page_is_as_secret_as_its_url(server, clients):
 
 
 async def test_versioned_static_files_are_cached_for_good_and_compressed(server):
-    body = (await fetch(server, f"/dashboard/{uuid.uuid4()}")).body.decode()
+    # The dashboard carries app.css written in (the next test); the other pages link it.
+    body = (await fetch(server, f"/dashboard/{uuid.uuid4()}")).body.decode() + (await fetch(server, "/")).body.decode()
     versioned = re.findall(r'/static/[^"?\s]+\?v=[0-9a-f]+', body)  # in src, href and boot.js's data-*
     assert {url.split("?")[0] for url in versioned} >= {
         "/static/js/dashboard.js", "/static/css/app.css", "/static/vendor/socket.io-client/socket.io.min.js",
@@ -131,6 +133,22 @@ async def test_versioned_static_files_are_cached_for_good_and_compressed(server)
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         path = url.split("?")[0].removeprefix("/static/")
         assert gzip.decompress(response.body) == (server_static(server) / path).read_bytes()
+
+
+async def test_the_dashboard_carries_its_stylesheet_so_its_first_frame_waits_for_one_response(server):
+    body = (await fetch(server, f"/dashboard/{uuid.uuid4()}")).body.decode()
+    head = body[:body.index("<body")]
+    assert 'rel="stylesheet"' not in head
+    written = re.search(r"<style>(.*?)</style>", head, re.S).group(1)
+    assert written == (server_static(server) / "css" / "app.css").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("text", ["p { color: red }</STYLE><script>x()</script>", ".x { background: url(a.png) }"])
+def test_a_stylesheet_that_cannot_be_written_into_a_page_stops_the_start(tmp_path, text):
+    sheet = tmp_path / "bad.css"
+    sheet.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match="cannot be written into a page"):
+        InlineStylesheet(sheet)
 
 
 async def test_unversioned_or_stale_static_urls_are_revalidated(server):
