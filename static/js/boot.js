@@ -31,6 +31,11 @@
   let started = false;
   const start = () => {
     if (started) return;
+    if (document.readyState === "loading") {
+      // An async script can run before the page is parsed: the cards and fields are not all there yet.
+      document.addEventListener("DOMContentLoaded", start, { once: true });
+      return;
+    }
     started = true;
     const more = document.getElementById("dashboard-more");
     if (more) more.replaceWith(more.content);
