@@ -52,6 +52,7 @@ from racedash.transport import WebSocketHook, socketio_handler
 from racedash.validation import Validators
 from racedash.web import (
     DashboardHandler,
+    DashboardStateHandler,
     HealthHandler,
     LivenessHandler,
     LoginHandler,
@@ -284,6 +285,7 @@ def make_app(settings: Settings) -> Racedash:
         )
     )
     deps = {"status": status}
+    page_state = DashboardState(registry, history, race)
     web = tornado.web.Application(
         [
             (r"/", StatusPageHandler, {**deps, "access": access}),
@@ -299,8 +301,9 @@ def make_app(settings: Settings) -> Racedash:
                     "secure_cookies": settings.public_url.startswith("https://"),
                 },
             ),
+            (r"/dashboard/([^/]+)/state", DashboardStateHandler, {"page_state": page_state}),
             (r"/dashboard/([^/]+)", DashboardHandler, {
-                "ui_config": ui_config(settings), "page_state": DashboardState(registry, history, race),
+                "ui_config": ui_config(settings), "page_state": page_state,
                 "stylesheet": InlineStylesheet(paths.static_dir() / "css" / "app.css"),
                 # The routing hint needs names the load balancer knows (node_name): none without.
                 "writer_node": cluster.writer_node if cluster is not None and settings.node_name else None,

@@ -1,18 +1,20 @@
-"""What a dashboard page carries inline: the session's state as a join would send it.
+"""A dashboard's state as a join would send it, for the page to show before its socket joins.
 
 A dashboard that had to connect its socket and join before it showed anything
 waited for the page, its scripts, the websocket's handshake, Socket.IO's
-connect and the join, one after the other. The page now carries the state a
-join without ``last_seq`` sends (racedash.history, racedash.racefeed): every
-setup, the ``telemetry_history``, the latest ``telemetry_update`` and the race
-tables, all as of one ``seq``. The page shows them at once and then joins with
-``last_seq`` set to that ``seq``, so the socket brings only what came after it
-(docs/ui.md, "Page load").
+connect and the join, one after the other. The page is written with the
+session's latest values in its fields (racedash.pagefields) and asks for the
+rest of what a join without ``last_seq`` sends (racedash.history,
+racedash.racefeed) with one request it starts while it is parsed:
+``GET /dashboard/<id>/state`` returns every setup, the ``telemetry_history``,
+the latest ``telemetry_update`` and the race tables, all as of one ``seq``. The
+page's script shows them at once and then joins with ``last_seq`` set to that
+``seq``, so the socket brings only what came after it (docs/ui.md, "Page load").
 
-The state goes into the page inside ``<script type="application/json">``:
-:func:`script_json` escapes what could end that element early or confuse a
-parser (``<``, ``>``, ``&``, U+2028, U+2029), so a setup value such as
-``</script><script>…`` stays text.
+Until 2026-12-07 that state was written into the page itself. Half an hour into
+a session it made the page ~350 KB (the history), built before the first byte
+went out and parsed before the first frame: the first value was on screen
+~50 ms later than on a new session's page.
 """
 
 from __future__ import annotations
@@ -29,27 +31,9 @@ from racedash.sessions import SessionRegistry, frame_event
 
 log = logging.getLogger(__name__)
 
-# Escapes for text inside a <script> element: JSON's own \u escapes, valid in its strings
-# (outside them JSON has none of these characters).
-_SCRIPT_ESCAPES = (
-    (b"<", b"\\u003c"),
-    (b">", b"\\u003e"),
-    (b"&", b"\\u0026"),
-    ("\u2028".encode(), b"\\u2028"),
-    ("\u2029".encode(), b"\\u2029"),
-)
-
-
-def script_json(value: Any) -> str:
-    """``value`` as JSON that is safe as the text of an HTML ``<script>`` element."""
-    data = orjson.dumps(value)
-    for raw, escaped in _SCRIPT_ESCAPES:
-        data = data.replace(raw, escaped)
-    return data.decode()
-
 
 class DashboardState:
-    """Builds the inline state of a live session's dashboard page (None: the page joins as before)."""
+    """Builds a live session's dashboard state (None: the page joins as before)."""
 
     def __init__(
         self,
@@ -61,8 +45,12 @@ class DashboardState:
         self.history = history
         self.race = race
 
-    async def build(self, session_id: str) -> dict[str, Any] | None:
+    async def build(self, session_id: str, with_history: bool = True) -> dict[str, Any] | None:
         """The state of a live session, as of its last frame; None when it has none here.
+
+        ``with_history=False`` leaves out ``telemetry_history`` (up to ``history_max_points``
+        frames, ~350 KB half an hour into a session): what the page itself needs to write its first
+        values, without suspending.
 
         Never takes a session up: a page request must not create one (a join does).
         The last ``seq``, the setups and the latest telemetry are read without
@@ -86,7 +74,7 @@ class DashboardState:
             "telemetry": frame_event(session_id, telemetry)[1] if telemetry is not None else None,
             "race_tables": None,
         }
-        if self.history is not None and telemetry is not None:
+        if with_history and self.history is not None and telemetry is not None:
             history = await self.history.history_payload(session, upto)
             if history["frames"]:
                 state["history"] = history
@@ -107,14 +95,13 @@ class DashboardState:
         return {"session_id": session_id, **tables}
 
     @staticmethod
-    def encode(session_id: str, state: dict[str, Any] | None) -> str | None:
-        """``state`` (from :meth:`build`) as a ``<script>`` element's text; None when there is none or it
-        cannot be encoded."""
+    def encode(session_id: str, state: dict[str, Any] | None) -> bytes | None:
+        """``state`` (from :meth:`build`) as JSON; None when there is none or it cannot be encoded."""
         if state is None:
             return None
         try:
-            return script_json(state)
+            return orjson.dumps(state)
         except orjson.JSONEncodeError as exc:
             # e.g. an integer beyond 64 bits in a payload: the page joins without it, as before.
-            log.warning("dashboard state of session %s… not inlined: %s", session_id[:8], exc)
+            log.warning("dashboard state of session %s… not sent: %s", session_id[:8], exc)
             return None

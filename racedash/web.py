@@ -168,9 +168,10 @@ def ui_config(settings: Settings) -> dict[str, Any]:
 
 
 class DashboardHandler(BaseHandler):
-    """A session's dashboard (or a replay room's: same page). A live session's page carries its
-    state inline (racedash.pagestate), shown before the socket connects; the page is as secret
-    as its URL: never cached, never named in a Referer."""
+    """A session's dashboard (or a replay room's: same page). A live session's page is written with
+    its latest values and asks for the rest of its state while it is parsed (DashboardStateHandler),
+    shown before the socket connects; the page is as secret as its URL: never cached, never named
+    in a Referer."""
 
     def initialize(self, stylesheet: InlineStylesheet, ui_config: dict[str, Any] | None = None,
                    page_state: DashboardState | None = None,
@@ -192,14 +193,40 @@ class DashboardHandler(BaseHandler):
         node = await self.writer_node(session_id) if self.writer_node is not None else None
         if node is not None and not NODE_NAME.fullmatch(node):
             node = None  # not a name the load balancer routes on
-        state = await self.page_state.build(session_id) if self.page_state is not None else None
-        # Both before the next await: the race model's rows in ``state`` are live lists.
-        state_json = DashboardState.encode(session_id, state)
+        # Without the history: the page needs only the latest values (the state request brings the rest).
+        state = await self.page_state.build(session_id, with_history=False) if self.page_state is not None else None
+        # Before the next await: the race model's rows in ``state`` are live lists. A state that cannot
+        # be sent (racedash.pagestate) is not shown either: the page joins as before.
+        if DashboardState.encode(session_id, state) is None:
+            state = None
         prefs = DisplayPrefs.from_cookie(self.get_cookie(PREFS_COOKIE))
-        view = first_view(state, self.ui_config, prefs) if state_json is not None else None
-        self.render("dashboard.html", session_id=session_id, mode="live", ui_config=self.ui_config, state_json=state_json,
+        view = first_view(state, self.ui_config, prefs) if state is not None else None
+        state_url = f"/dashboard/{session_id}/state" if state is not None else None
+        self.render("dashboard.html", session_id=session_id, mode="live", ui_config=self.ui_config, state_url=state_url,
                     view=view or BLANK_VIEW, prefs=prefs, node=node,
                     inline_css=self.stylesheet.text)
+
+
+class DashboardStateHandler(BaseHandler):
+    """What a join without ``last_seq`` sends, as of one ``seq`` (racedash.pagestate): the dashboard
+    page asks for it while it is parsed. As secret as the page: never cached, never in a Referer."""
+
+    def initialize(self, page_state: DashboardState) -> None:
+        self.page_state = page_state
+
+    async def get(self, raw_id: str) -> None:
+        try:
+            session_id = parse_session_id(raw_id)
+        except InvalidSessionId:
+            raise tornado.web.HTTPError(404, reason="No such dashboard") from None
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("Cache-Control", "no-store")
+        state = await self.page_state.build(session_id)
+        body = DashboardState.encode(session_id, state)  # before the next await (live lists)
+        if body is None:
+            raise tornado.web.HTTPError(404, reason="No state here: join for it")
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(body)
 
 
 class StaticHandler(tornado.web.StaticFileHandler):

@@ -107,7 +107,7 @@ const transport = new Transport($("transport"), {
 const liveFrom = new URLSearchParams(window.location.hash.slice(1)).get("live");
 
 // ---- socket -------------------------------------------------------------------
-// Opened by connect(): at once, or once the page has shown the state it came with (applyPageState).
+// Opened by connect(): at once, or once the page has shown the state it asked for (applyPageState).
 let socket = null;
 window.racedash = { socket, store, charts, race, state };
 
@@ -909,23 +909,27 @@ function refreshBadge() {
   root.dataset.freshness = dim ? status.state : "fresh";
 }
 
-// ---- page load: the state the page came with ------------------------------------------------
-// A live session's page carries what a join without last_seq sends (docs/ui.md, "Page load"), all
-// as of one seq. The server wrote its values into the HTML (racedash/pagefields.py) and boot.js runs
-// this module after they are on screen: it takes in the setups, latest telemetry and race tables at
-// once (the same text in every field), then the setup sheet, telemetry_history, the charts and the
-// socket after its own frame. The join asks only for what came after that seq (last_seq).
-function pageState() {
-  const el = $("dashboard-state");
-  if (!el) return null;
-  let inline = null;
+// ---- page load: the state the page asked for ------------------------------------------------
+// A live session's page asks, while it is parsed, for what a join without last_seq sends (docs/ui.md,
+// "Page load"), all as of one seq. The server wrote its latest values into the HTML
+// (racedash/pagefields.py) and boot.js runs this module after they are on screen: it takes in the
+// setups, latest telemetry and race tables at once (the same text in every field), then the setup
+// sheet, telemetry_history and the socket after its own frame. The join asks only for what came after
+// that seq (last_seq). Any failure here only means the join brings the same state.
+async function pageState() {
+  const url = root.dataset.stateUrl;
+  if (!url) return null;
+  let fetched = null;
   try {
-    inline = JSON.parse(el.textContent);
+    // As the page's <link rel=preload as=fetch crossorigin> asked for it, so the browser hands over that response.
+    const response = await fetch(url, { cache: "no-store" });
+    if (!response.ok) return null;
+    fetched = await response.json();
   } catch (err) {
-    return null; // the join brings the same state
+    return null;
   }
-  const valid = inline && typeof inline === "object" && inline.session_id === sessionId && isNum(inline.seq);
-  return valid ? inline : null;
+  const valid = fetched && typeof fetched === "object" && fetched.session_id === sessionId && isNum(fetched.seq);
+  return valid ? fetched : null;
 }
 
 function applyPageState(inline) {
@@ -961,16 +965,18 @@ function afterPaint(fn) {
 }
 
 if (state.replay) becomeReplay();
-const inline = state.replay ? null : pageState();
-if (inline) applyPageState(inline);
-else connect();
 drawTimeline();
-afterPaint(() => {
-  if (inline) {
+afterPaint(() => charts.start()); // boot.js ran uPlot before this module
+(state.replay ? Promise.resolve(null) : pageState()).then((inline) => {
+  if (!inline) {
+    connect();
+    return;
+  }
+  applyPageState(inline);
+  afterPaint(() => {
     applyPageHistory(inline);
     connect();
-  }
-  charts.start(); // boot.js ran uPlot before this module
+  });
 });
 setInterval(() => {
   refreshBadge();
