@@ -274,6 +274,27 @@ async def test_the_page_shows_its_state_without_the_socket_then_joins_for_the_ga
 
 
 @pytest.mark.browser
+async def test_a_state_request_that_fails_leaves_the_page_to_join_for_everything(server, clients):
+    # The network drops the state request: the values written in the page stay, the join brings the rest.
+    monitor, session_id = await monitor_session(server, clients)
+    await monitor.call("setup_data", setup_payload(session_id))
+    seqs = await publish(monitor, stint(session_id, 1, 3))
+    async with chromium() as browser:
+        context = await browser.browser.new_context(service_workers="block")
+        await context.add_init_script(f"({SOCKET_GATE})(true)")
+        await context.route(re.compile(r".*/dashboard/[0-9a-f-]+/state$"), lambda route: route.abort())
+        page = await context.new_page()
+        await page.goto(f"{server.url}/dashboard/{session_id}")
+        await expect(field(page, "lap")).to_have_text("3")
+        await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "connected")
+        sent = await gate_log(page, "sent")
+        assert sent == [["join_session", {"session_id": session_id}]]  # no last_seq: it has no state
+        await page.wait_for_function("(n) => window.racedash.store.length === n", arg=len(seqs))
+        await page.wait_for_function("() => Boolean(window.racedash.state.setup)")  # the join's setup_update
+        await context.close()
+
+
+@pytest.mark.browser
 async def test_unknown_session_page_still_waits_for_its_monitor(server):
     async with chromium() as browser:
         page, errors, _ = await open_gated(browser, f"{server.url}/dashboard/{uuid.uuid4()}", open_socket=True)
