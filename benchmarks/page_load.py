@@ -1,6 +1,6 @@
 """Opening a dashboard: navigation to the first live value on screen, in headless Chromium.
 
-    PYTHONPATH=$PWD .venv/bin/python -m benchmarks.page_load [--runs 30] [--warmup 10] [--speedup 1] [--measure element|script] [--checkout DIR]
+    PYTHONPATH=$PWD .venv/bin/python -m benchmarks.page_load [--runs 30] [--warmup 10] [--speedup 1] [--measure element|script] [--checkout DIR] [--against DIR]
 
 Starts ``racedash demo`` (a real server and one simulated car, as a subprocess on
 127.0.0.1 with a free port and recordings in a temporary directory), lets the car
@@ -48,7 +48,12 @@ Per load:
   as sent) and ``decoded`` (bodies as used), all responses of the load; plus the bytes
   the websocket received before the first value.
 
-Prints one JSON line per load (``--verbose``), then a summary line: p50/p90/max of the
+``--against DIR`` serves a second tree at the same time (its own demo and car) and alternates
+the two trees' loads one by one in the same browser: runs of 30 loads minutes apart differ by up
+to 50 ms on a 2-core machine, so two trees compare best load by load. Both demos' cars share the
+cores, so each tree's figures are then higher than alone.
+
+Prints one JSON line per load (``--verbose``), then a summary line per tree: p50/p90/max of the
 value on screen (and of its setting), medians of the rest.
 """
 
@@ -342,31 +347,44 @@ def summary(loads: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def main(args: argparse.Namespace) -> None:
     chromium = os.environ.get("RACEDASH_CHROMIUM", "/usr/bin/chromium")
+    trees = [Path(args.checkout).resolve()] + ([Path(args.against).resolve()] if args.against else [])
     with tempfile.TemporaryDirectory(prefix="racedash-page-load-") as tmp:
-        proc, url = await start_demo(Path(tmp), args.speedup, Path(args.checkout).resolve())
+        demos = []
         try:
+            for index, tree in enumerate(trees):
+                home = Path(tmp) / str(index)
+                home.mkdir()
+                demos.append(await start_demo(home, args.speedup, tree))
             await asyncio.sleep(args.warmup)  # a stint with some history, as a viewer finds it
-            if args.measure == "element" and await value_in_markup(url) in ("", "\u2014"):
-                raise SystemExit("the page carries no speed value to time (no telemetry yet, or a tree from before "
-                                 "elementtiming): use --measure script")
+            for _, url in demos:
+                if args.measure == "element" and await value_in_markup(url) in ("", "\u2014"):
+                    raise SystemExit("the page carries no speed value to time (no telemetry yet, or a tree from before "
+                                     "elementtiming): use --measure script")
+            loads: list[list[dict[str, Any]]] = [[] for _ in demos]
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
                 try:
-                    for _ in range(args.discard):  # the first loads warm the browser and the server
-                        await load_once(browser, url, args.settle, args.measure)
-                    loads = []
+                    for _ in range(args.discard):  # the first loads warm the browser and the servers
+                        for _, url in demos:
+                            await load_once(browser, url, args.settle, args.measure)
+                    # With --against, the trees' loads alternate one by one: the machine's drift, tens
+                    # of ms within minutes here, then falls on both alike.
                     for _ in range(args.runs):
-                        load = await load_once(browser, url, args.settle, args.measure)
-                        loads.append(load)
-                        if args.verbose:
-                            print(json.dumps(load), flush=True)
+                        for index, (_, url) in enumerate(demos):
+                            load = await load_once(browser, url, args.settle, args.measure)
+                            loads[index].append(load)
+                            if args.verbose:
+                                print(json.dumps({"checkout": str(trees[index]), **load}), flush=True)
                 finally:
                     await browser.close()
         finally:
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 20)
-    print(json.dumps({**summary(loads), "measure": args.measure, "checkout": args.checkout, "warmup_s": args.warmup, "speedup": args.speedup,
-                      "when": time.strftime("%Y-%m-%d %H:%M:%S")}))
+            for proc, _ in demos:
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 20)
+    for tree, tree_loads in zip(trees, loads):
+        print(json.dumps({**summary(tree_loads), "measure": args.measure, "checkout": str(tree),
+                          "alternated_with": [str(other) for other in trees if other != tree],
+                          "warmup_s": args.warmup, "speedup": args.speedup, "when": time.strftime("%Y-%m-%d %H:%M:%S")}))
 
 
 if __name__ == "__main__":
@@ -383,4 +401,7 @@ if __name__ == "__main__":
     parser.add_argument("--verbose", action="store_true", help="print every load's figures")
     parser.add_argument("--checkout", default=str(REPO),
                         help="the racedash tree to serve, e.g. an earlier commit's (git archive) to compare [default: this one]")
+    parser.add_argument("--against", default=None,
+                        help="a second tree, served at the same time: the two trees' loads alternate one by one, and "
+                             "a summary line is printed for each [default: none]")
     asyncio.run(main(parser.parse_args()))
