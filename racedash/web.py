@@ -167,6 +167,18 @@ def ui_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def secret_session_page(handler: tornado.web.RequestHandler, raw_id: str) -> str:
+    """The session id of a dashboard URL (404 when it is none), with the headers of a response that
+    is as secret as that URL: never cached, never named in a Referer."""
+    try:
+        session_id = parse_session_id(raw_id)
+    except InvalidSessionId:
+        raise tornado.web.HTTPError(404, reason="No such dashboard") from None
+    handler.set_header("Referrer-Policy", "no-referrer")  # the URL is the session's secret
+    handler.set_header("Cache-Control", "no-store")  # and so is the state it shows
+    return session_id
+
+
 class DashboardHandler(BaseHandler):
     """A session's dashboard (or a replay room's: same page). A live session's page is written with
     its latest values and asks for the rest of its state while it is parsed (DashboardStateHandler),
@@ -184,12 +196,7 @@ class DashboardHandler(BaseHandler):
         self.writer_node = writer_node
 
     async def get(self, raw_id: str) -> None:
-        try:
-            session_id = parse_session_id(raw_id)
-        except InvalidSessionId:
-            raise tornado.web.HTTPError(404, reason="No such dashboard") from None
-        self.set_header("Referrer-Policy", "no-referrer")  # the URL is the session's secret
-        self.set_header("Cache-Control", "no-store")  # and so is the state in the page
+        session_id = secret_session_page(self, raw_id)
         node = await self.writer_node(session_id) if self.writer_node is not None else None
         if node is not None and not NODE_NAME.fullmatch(node):
             node = None  # not a name the load balancer routes on
@@ -215,12 +222,7 @@ class DashboardStateHandler(BaseHandler):
         self.page_state = page_state
 
     async def get(self, raw_id: str) -> None:
-        try:
-            session_id = parse_session_id(raw_id)
-        except InvalidSessionId:
-            raise tornado.web.HTTPError(404, reason="No such dashboard") from None
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("Cache-Control", "no-store")
+        session_id = secret_session_page(self, raw_id)
         state = await self.page_state.build(session_id)
         body = DashboardState.encode(session_id, state)  # before the next await (live lists)
         if body is None:
