@@ -201,11 +201,8 @@ class DashboardHandler(BaseHandler):
         if node is not None and not NODE_NAME.fullmatch(node):
             node = None  # not a name the load balancer routes on
         # Without the history: the page needs only the latest values (the state request brings the rest).
+        # Read before the next await: the race model's rows in ``state`` are live lists.
         state = await self.page_state.build(session_id, with_history=False) if self.page_state is not None else None
-        # Before the next await: the race model's rows in ``state`` are live lists. A state that cannot
-        # be sent (racedash.pagestate) is not shown either: the page joins as before.
-        if DashboardState.encode(session_id, state) is None:
-            state = None
         prefs = DisplayPrefs.from_cookie(self.get_cookie(PREFS_COOKIE))
         view = first_view(state, self.ui_config, prefs) if state is not None else None
         state_url = f"/dashboard/{session_id}/state" if state is not None else None
